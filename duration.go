@@ -48,7 +48,7 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%w %q: too long", ErrDuration, truncate(s, 40))
 	}
 	if n == 0 {
-		return 0, fmt.Errorf("%w %q: must be positive", ErrDuration, s)
+		return 0, fmt.Errorf("%w %q: must be positive", ErrDuration, truncate(s, 40))
 	}
 	return time.Duration(n) * unit, nil
 }

@@ -81,7 +81,7 @@ func ParseMoney(s string) (Money, error) {
 		return 0, err
 	}
 	if m < 0 {
-		return 0, fmt.Errorf("parse amount %q: %w", s, ErrAmountNegative)
+		return 0, fmt.Errorf("parse amount %q: %w", truncate(s, 40), ErrAmountNegative)
 	}
 	return m, nil
 }
@@ -111,27 +111,23 @@ func parseMoney(s string) (Money, error) {
 		return 0, ErrAmountTooExact
 	}
 
-	var w int64
-	if whole != "" {
-		var err error
-		if w, err = strconv.ParseInt(whole, 10, 64); err != nil {
+	// Accumulate the magnitude unsigned, so that the most negative amount
+	// parses back from its own String.
+	bound := uint64(MaxMoney)
+	if neg {
+		bound++
+	}
+	var mag uint64
+	for _, c := range []byte(whole + frac + strings.Repeat("0", moneyDecimals-len(frac))) {
+		if mag > (bound-uint64(c-'0'))/10 {
 			return 0, ErrAmountOverflow
 		}
-	}
-	m, err := mulMoney(w, Dollar)
-	if err != nil {
-		return 0, err
-	}
-	if frac != "" {
-		f, _ := strconv.ParseInt(frac+strings.Repeat("0", moneyDecimals-len(frac)), 10, 64)
-		if m, err = m.Add(Money(f)); err != nil {
-			return 0, err
-		}
+		mag = mag*10 + uint64(c-'0')
 	}
 	if neg {
-		m = -m
+		return Money(-int64(mag - 1) - 1), nil
 	}
-	return m, nil
+	return Money(mag), nil
 }
 
 func allDigits(s string) bool {

@@ -53,13 +53,11 @@ func (p Period) Window(anchor time.Time, loc *time.Location, now time.Time) (sta
 
 	switch p {
 	case PeriodDay:
-		start = time.Date(y, m, d, 0, 0, 0, 0, loc)
-		return start, time.Date(y, m, d+1, 0, 0, 0, 0, loc)
+		return midnight(y, m, d, loc), midnight(y, m, d+1, loc)
 
 	case PeriodWeek:
 		back := (int(now.Weekday()) + 6) % 7 // days since Monday
-		start = time.Date(y, m, d-back, 0, 0, 0, 0, loc)
-		return start, time.Date(y, m, d-back+7, 0, 0, 0, 0, loc)
+		return midnight(y, m, d-back, loc), midnight(y, m, d-back+7, loc)
 
 	case PeriodMonth:
 		day := anchor.In(loc).Day()
@@ -77,7 +75,20 @@ func (p Period) Window(anchor time.Time, loc *time.Location, now time.Time) (sta
 // month's last day. Month numbers outside 1..12 roll into the next or previous
 // year, as with time.Date.
 func monthBoundary(y int, m time.Month, day int, loc *time.Location) time.Time {
-	first := time.Date(y, m, 1, 0, 0, 0, 0, loc)
+	first := time.Date(y, m, 1, 12, 0, 0, 0, loc)
 	last := first.AddDate(0, 1, -1).Day()
-	return time.Date(first.Year(), first.Month(), min(day, last), 0, 0, 0, 0, loc)
+	return midnight(first.Year(), first.Month(), min(day, last), loc)
+}
+
+// midnight returns the first instant of day d of month m in loc. Where the
+// clocks jump forward at midnight (America/Santiago, America/Havana) there is
+// no 00:00, and time.Date would answer 23:00 of the day before; the day then
+// starts at the jump.
+func midnight(y int, m time.Month, d int, loc *time.Location) time.Time {
+	noon := time.Date(y, m, d, 12, 0, 0, 0, loc)
+	t := time.Date(noon.Year(), noon.Month(), noon.Day(), 0, 0, 0, 0, loc)
+	if t.Day() != noon.Day() {
+		_, t = t.ZoneBounds()
+	}
+	return t
 }

@@ -110,13 +110,16 @@ func PlanAdjust(req AdjustRequest, b Budget) (Budget, []Entry, error) {
 	}
 	if rolled {
 		reset.OpID = req.OpID
+		if b.OwnerKind == OwnerKey {
+			reset.KeyID = b.OwnerID
+		}
 		entries = append(entries, reset)
 	}
 
 	switch {
 	case req.Amount > 0 && !b.fits(req.Amount):
 		return Budget{}, nil, ErrOverLimit
-	case req.Amount < 0 && -req.Amount > b.Used:
+	case req.Amount < -b.Used:
 		return Budget{}, nil, ErrCreditTooLarge
 	}
 	used, err := b.Used.Add(req.Amount)
