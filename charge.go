@@ -5,21 +5,41 @@ import (
 	"time"
 )
 
-// ChargeOption modifies one charge.
-type ChargeOption func(*ChargeRequest)
+// ChargeOption modifies one charge, hold or settlement.
+type ChargeOption func(*callOptions)
 
-// WithIdempotencyKey makes a charge happen at most once: a later charge of the
-// same key or subject with the same idempotency key returns the first result
-// without charging again. Only charges that went through are remembered; a
-// refused charge may be retried with the same idempotency key.
+type callOptions struct {
+	idempotencyKey string
+	metadata       map[string]string
+	holdTTL        time.Duration
+}
+
+func applyOptions(opts []ChargeOption) callOptions {
+	var o callOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// WithIdempotencyKey makes a charge or a hold happen at most once: a later
+// call for the same key or subject with the same idempotency key returns the
+// first result without charging or holding again. Only calls that went through
+// are remembered; a refused one may be retried with the same idempotency key.
 func WithIdempotencyKey(k string) ChargeOption {
-	return func(r *ChargeRequest) { r.IdempotencyKey = k }
+	return func(o *callOptions) { o.idempotencyKey = k }
 }
 
 // WithMetadata attaches details such as a request id or a model name to the
-// charge's ledger entries.
+// ledger entries of a charge, hold or settlement.
 func WithMetadata(md map[string]string) ChargeOption {
-	return func(r *ChargeRequest) { r.Metadata = md }
+	return func(o *callOptions) { o.metadata = md }
+}
+
+// WithHoldTTL sets how long a hold lives unsettled before it is released,
+// instead of Config.HoldTTL.
+func WithHoldTTL(d time.Duration) ChargeOption {
+	return func(o *callOptions) { o.holdTTL = d }
 }
 
 // ChargeRequest is a charge as a Store receives it.

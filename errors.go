@@ -30,6 +30,20 @@ var (
 	// key: the middleware is not installed on the route.
 	ErrNoKey = errors.New("agentkey: no key in context")
 
+	// ErrConflict is returned when an id to create is taken.
+	ErrConflict = errors.New("already exists")
+
+	// ErrCycle is returned when moving an account under itself or under one
+	// of its descendants.
+	ErrCycle = errors.New("account tree would have a cycle")
+
+	// ErrTooDeep is returned when an account tree would pass MaxDepth levels.
+	ErrTooDeep = errors.New("account tree would be too deep")
+
+	// ErrHoldClosed is returned when settling a hold that was released, or
+	// releasing one that was settled.
+	ErrHoldClosed = errors.New("hold is already closed")
+
 	// ErrClosed is returned by a Service after Close.
 	ErrClosed = errors.New("agentkey: service closed")
 )

@@ -266,3 +266,25 @@ func firstWithoutRoom(budgets []Budget, amount Money) *Budget {
 	}
 	return nil
 }
+
+// CheckClose decides, with the hold's row locked and before any budget is,
+// whether req has anything to do. done is set when the hold is already closed
+// the way req asks: the store returns result (the first outcome, with
+// Replayed set) and writes nothing. ErrHoldClosed is returned when the hold is
+// closed the other way, or when req releases an expired hold that is not due.
+func CheckClose(req CloseRequest, h Hold) (result CloseResult, done bool, err error) {
+	replay := CloseResult{Hold: h, Charged: h.Charged, Overrun: h.Overrun, Replayed: true}
+	switch {
+	case h.State == HoldOpen && req.Expired && req.Now.Before(h.ExpiresAt):
+		return CloseResult{}, false, ErrHoldClosed
+	case h.State == HoldOpen, h.State == HoldExpired && req.Settle:
+		return CloseResult{}, false, nil
+	case h.State == HoldSettled && req.Settle:
+		replay.Released = h.Amount - min(h.Amount, h.Charged)
+		return replay, true, nil
+	case (h.State == HoldReleased || h.State == HoldExpired) && !req.Settle:
+		replay.Released = h.Amount
+		return replay, true, nil
+	}
+	return CloseResult{}, false, ErrHoldClosed
+}

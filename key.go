@@ -136,9 +136,16 @@ func wellFormed(secret, prefix string) bool {
 	return true
 }
 
-// newID returns a random identifier such as "key_5f0c2d9e8a7b6c1d4e3f2a1b".
+// newID returns an identifier such as "key_0641f3a2b9c15f0c2d9e8a7b6c1d": 6
+// bytes of the time in microseconds, then 8 random bytes. Ids sort in the order
+// they were made (to the microsecond), so that a key's budgets, which stores
+// return in id order, come in the order they were created.
 func newID(kind string) string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return kind + "_" + hex.EncodeToString(b)
+	var b [14]byte
+	us := uint64(time.Now().UnixMicro())
+	for i := 5; i >= 0; i-- {
+		b[i], us = byte(us), us>>8
+	}
+	_, _ = rand.Read(b[6:])
+	return kind + "_" + hex.EncodeToString(b[:])
 }

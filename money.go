@@ -125,7 +125,7 @@ func parseMoney(s string) (Money, error) {
 		mag = mag*10 + uint64(c-'0')
 	}
 	if neg {
-		return Money(-int64(mag - 1) - 1), nil
+		return Money(-int64(mag-1) - 1), nil
 	}
 	return Money(mag), nil
 }

@@ -376,10 +376,9 @@ func (s *Service) TrackUsageBySubject(ctx context.Context, subject string, cost 
 // middleware knows it.
 func (s *Service) ChargeKey(ctx context.Context, keyID string, cost Money, opts ...ChargeOption,
 ) (ChargeResult, error) {
-	req := ChargeRequest{OpID: newID("op"), KeyID: keyID, Amount: cost, Now: s.now()}
-	for _, opt := range opts {
-		opt(&req)
-	}
+	o := applyOptions(opts)
+	req := ChargeRequest{OpID: newID("op"), KeyID: keyID, Amount: cost, Now: s.now(),
+		IdempotencyKey: o.idempotencyKey, Metadata: o.metadata}
 	if cost < 0 {
 		return ChargeResult{Reason: ReasonInvalidCost}, nil
 	}

@@ -1,0 +1,117 @@
+package akpostgres
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/agentkey-go/agentkey"
+)
+
+// defaultLedgerLimit is the page size of a LedgerFilter without a Limit.
+const defaultLedgerLimit = 100
+
+// Ledger returns the entries that f selects, in ascending id order.
+func (s *Store) Ledger(ctx context.Context, f agentkey.LedgerFilter) ([]agentkey.Entry, error) {
+	// The WHERE clause names only the filters that are set, so that each
+	// combination gets a plan that uses its index. There are at most 32
+	// combinations, and pgx caches one prepared statement for each.
+	var (
+		b    strings.Builder
+		args []any
+	)
+	b.WriteString(s.sql.selectEntries)
+	b.WriteString("\nWHERE id > $1")
+	args = append(args, f.AfterID)
+	where := func(cond string, arg any) {
+		args = append(args, arg)
+		b.WriteString(" AND ")
+		b.WriteString(cond)
+		b.WriteString(strconv.Itoa(len(args)))
+	}
+	if f.KeyID != "" {
+		where("key_id = $", f.KeyID)
+	}
+	if f.AccountID != "" {
+		where("account_id = $", f.AccountID)
+	}
+	if f.BudgetID != "" {
+		where("budget_id = $", f.BudgetID)
+	}
+	if !f.Since.IsZero() {
+		where("created_at >= $", f.Since)
+	}
+	if !f.Until.IsZero() {
+		where("created_at < $", f.Until)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultLedgerLimit
+	}
+	args = append(args, limit)
+	b.WriteString("\nORDER BY id LIMIT $" + strconv.Itoa(len(args)))
+
+	rows, err := s.pool.Query(ctx, b.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("read ledger: %w", err)
+	}
+	defer rows.Close()
+
+	entries := []agentkey.Entry{}
+	var r entryRow
+	for rows.Next() {
+		if err := rows.Scan(r.dest()...); err != nil {
+			return nil, fmt.Errorf("read ledger: %w", err)
+		}
+		e, err := r.entry()
+		if err != nil {
+			return nil, fmt.Errorf("read ledger: %w", err)
+		}
+		entries = append(entries, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read ledger: %w", err)
+	}
+	return entries, nil
+}
+
+// usedKinds are the entry kinds that agentkey.EntryKind.CountsAsUsed counts.
+var usedKinds = func() []string {
+	var kinds []string
+	for _, k := range []agentkey.EntryKind{
+		agentkey.EntryCharge, agentkey.EntryAdjust, agentkey.EntryReset, agentkey.EntryHold,
+		agentkey.EntryRelease, agentkey.EntrySettle, agentkey.EntryOverrun,
+	} {
+		if k.CountsAsUsed() {
+			kinds = append(kinds, string(k))
+		}
+	}
+	return kinds
+}()
+
+// BudgetTotals returns every budget, in id order, with the sum of the
+// entries of its current period that count as used.
+func (s *Store) BudgetTotals(ctx context.Context) ([]agentkey.BudgetTotal, error) {
+	rows, err := s.pool.Query(ctx, s.sql.budgetTotals, usedKinds)
+	if err != nil {
+		return nil, fmt.Errorf("read budget totals: %w", err)
+	}
+	defer rows.Close()
+
+	var totals []agentkey.BudgetTotal
+	var (
+		r   budgetRow
+		sum int64
+	)
+	for rows.Next() {
+		if err := rows.Scan(append(r.dest(), &sum)...); err != nil {
+			return nil, fmt.Errorf("read budget totals: %w", err)
+		}
+		totals = append(totals, agentkey.BudgetTotal{Budget: r.budget(), LedgerUsed: agentkey.Money(sum)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read budget totals: %w", err)
+	}
+	return totals, nil
+}

@@ -1,0 +1,184 @@
+package akpostgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"text/template"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentkey-go/agentkey"
+)
+
+// DefaultTablePrefix starts every table name unless Config.TablePrefix says
+// otherwise.
+const DefaultTablePrefix = "agentkey_"
+
+// maxIdentifier is the longest identifier PostgreSQL keeps; longer ones are
+// silently truncated (PostgreSQL manual, section 4.1.1, Identifiers and Key
+// Words), which would make two of our names collide.
+const maxIdentifier = 63
+
+// maxPrefix is the longest TablePrefix: it leaves 31 bytes of every name for
+// the table, index and constraint names that follow it, now and in later
+// migrations.
+const maxPrefix = 32
+
+// identifier is what Schema and TablePrefix may contain: names that need no
+// quoting in hand-written SQL, so that psql users can type them as they are.
+var identifier = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+
+// Config configures a Store. The zero value is usable.
+type Config struct {
+	// Schema holds the tables. Empty means the first schema of the
+	// connection's search_path (usually public). Migrate creates the schema
+	// if it is missing. Lowercase letters, digits and underscores, not
+	// starting with a digit or pg_.
+	Schema string
+
+	// TablePrefix starts every table and index name. At most 32 lowercase
+	// letters, digits and underscores, not starting with a digit. Defaults
+	// to DefaultTablePrefix, "agentkey_".
+	TablePrefix string
+}
+
+func (c Config) withDefaults() Config {
+	if c.TablePrefix == "" {
+		c.TablePrefix = DefaultTablePrefix
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.Schema != "" {
+		if !identifier.MatchString(c.Schema) || len(c.Schema) > maxIdentifier {
+			return fmt.Errorf("config: Schema %q must be at most %d lowercase letters, digits "+
+				"and underscores, not starting with a digit", c.Schema, maxIdentifier)
+		}
+		if strings.HasPrefix(c.Schema, "pg_") {
+			return fmt.Errorf("config: Schema %q must not start with pg_, which PostgreSQL "+
+				"reserves", c.Schema)
+		}
+	}
+	if !identifier.MatchString(c.TablePrefix) || len(c.TablePrefix) > maxPrefix {
+		return fmt.Errorf("config: TablePrefix %q must be at most %d lowercase letters, digits "+
+			"and underscores, not starting with a digit", c.TablePrefix, maxPrefix)
+	}
+	return nil
+}
+
+// Store is an agentkey.Store on PostgreSQL. It is safe for concurrent use by
+// any number of goroutines, and any number of processes may share one
+// database.
+type Store struct {
+	pool *pgxpool.Pool
+	cfg  Config
+
+	// migrations are the embedded migrations with names filled in.
+	migrations []migration
+	// sql holds every statement, built once by New so that no operation
+	// builds strings, and so that pgx caches one prepared statement per
+	// query on each connection.
+	sql statements
+}
+
+var _ agentkey.Store = (*Store)(nil)
+
+// New returns a Store that keeps its tables in pool's database, as cfg says.
+// It validates cfg but does not connect. The caller owns pool and closes it
+// after the last use of the Store. Call Migrate before other methods.
+func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
+	if pool == nil {
+		return nil, errors.New("akpostgres: nil pool")
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+
+	s := &Store{pool: pool, cfg: cfg}
+	r := newRenderer(cfg)
+	var err error
+	if s.migrations, err = loadMigrations(r); err != nil {
+		return nil, err
+	}
+	if err := s.sql.build(r); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Pool returns the pool the Store was created with.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// renderer fills the table and index names into SQL text.
+type renderer struct {
+	cfg   Config
+	funcs template.FuncMap
+}
+
+func newRenderer(cfg Config) *renderer {
+	r := &renderer{cfg: cfg}
+	r.funcs = template.FuncMap{"table": r.table, "name": r.name}
+	return r
+}
+
+// table returns the quoted, schema-qualified name of a table.
+func (r *renderer) table(base string) (string, error) {
+	name, err := r.prefixed(base)
+	if err != nil {
+		return "", err
+	}
+	if r.cfg.Schema == "" {
+		return pgx.Identifier{name}.Sanitize(), nil
+	}
+	return pgx.Identifier{r.cfg.Schema, name}.Sanitize(), nil
+}
+
+// name returns the quoted name of an index or a constraint, which PostgreSQL
+// places in its table's schema and which cannot be qualified.
+func (r *renderer) name(base string) (string, error) {
+	name, err := r.prefixed(base)
+	if err != nil {
+		return "", err
+	}
+	return pgx.Identifier{name}.Sanitize(), nil
+}
+
+func (r *renderer) prefixed(base string) (string, error) {
+	name := r.cfg.TablePrefix + base
+	if len(name) > maxIdentifier {
+		return "", fmt.Errorf("name %q is longer than %d bytes", name, maxIdentifier)
+	}
+	return name, nil
+}
+
+// render executes text as a template with the table and name functions.
+func (r *renderer) render(label, text string) (string, error) {
+	t, err := template.New(label).Funcs(r.funcs).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return "", fmt.Errorf("parse %s: %w", label, err)
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, nil); err != nil {
+		return "", fmt.Errorf("render %s: %w", label, err)
+	}
+	return b.String(), nil
+}
+
+// querier is what pgxpool.Pool, pgxpool.Conn and pgx.Tx have in common.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// readCommitted is the isolation of every transaction: each statement sees
+// what committed before it, and row locks do the serializing.
+var readCommitted = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}

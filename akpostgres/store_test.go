@@ -1,0 +1,202 @@
+package akpostgres_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/agentkey-go/agentkey"
+	"github.com/agentkey-go/agentkey/akpostgres"
+	"github.com/agentkey-go/agentkey/internal/pgtest"
+)
+
+// TestMain does what pgtest.Main does, and checks for leaked goroutines once
+// the cluster is stopped; pgtest.Main exits before a check could run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.Stop()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// testStore is a migrated store in a schema of its own.
+type testStore struct {
+	*akpostgres.Store
+	schema string
+}
+
+// newStore returns a migrated store in a schema of its own.
+func newStore(t *testing.T) testStore {
+	t.Helper()
+	ctx := t.Context()
+
+	schema, url := pgtest.NewSchema(ctx, t)
+	s, err := akpostgres.New(newPool(t, url), akpostgres.Config{Schema: schema})
+	require.NoError(t, err)
+	require.NoError(t, s.Migrate(ctx))
+	return testStore{Store: s, schema: schema}
+}
+
+// table returns the quoted name of one of the store's tables.
+func (s testStore) table(name string) string {
+	return pgx.Identifier{s.schema, akpostgres.DefaultTablePrefix + name}.Sanitize()
+}
+
+// count returns the number of rows in one of the store's tables.
+func (s testStore) count(t *testing.T, table string) int {
+	t.Helper()
+
+	var n int
+	require.NoError(t, s.Pool().QueryRow(t.Context(), "SELECT count(*) FROM "+s.table(table)).Scan(&n))
+	return n
+}
+
+// newPool returns a pool on url, closed when the test ends.
+func newPool(t *testing.T, url string) *pgxpool.Pool {
+	t.Helper()
+
+	pool, err := pgxpool.New(t.Context(), url)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// now is the clock of the tests: a fixed time, as the Service keeps it.
+var now = time.Date(2025, 3, 14, 15, 9, 26, 535897000, time.UTC)
+
+var idSeq atomic.Int64
+
+// newID returns a fresh id with the given prefix. Ids sort in the order they
+// were made.
+func newID(prefix string) string {
+	return fmt.Sprintf("%s_%09d", prefix, idSeq.Add(1))
+}
+
+// keyRecord returns an own key with one budget per limit (with period none),
+// or one unlimited budget when there are no limits.
+func keyRecord(limits ...agentkey.Money) agentkey.KeyRecord {
+	id := newID("key")
+	k := agentkey.KeyRecord{
+		Key: agentkey.Key{
+			ID:        id,
+			Prefix:    "ak_12345678",
+			AccountID: "acct_1",
+			Name:      "test key",
+			CreatedAt: now,
+		},
+		Hash: agentkey.HashSecret(id),
+	}
+	if len(limits) == 0 {
+		k.Budgets = []agentkey.Budget{budget(id, 0)}
+		k.Budgets[0].Unlimited = true
+	}
+	for _, l := range limits {
+		k.Budgets = append(k.Budgets, budget(id, l))
+	}
+	return k
+}
+
+// budget returns a lifetime budget of key id with the given limit.
+func budget(keyID string, limit agentkey.Money) agentkey.Budget {
+	return agentkey.Budget{
+		ID:          newID("bud"),
+		OwnerKind:   agentkey.OwnerKey,
+		OwnerID:     keyID,
+		Limit:       limit,
+		Period:      agentkey.PeriodNone,
+		Location:    "UTC",
+		Anchor:      now,
+		PeriodStart: now,
+		CreatedAt:   now,
+	}
+}
+
+// dailyBudget returns a daily budget of key id, in the period containing now.
+func dailyBudget(keyID string, limit agentkey.Money) agentkey.Budget {
+	b := budget(keyID, limit)
+	b.Period = agentkey.PeriodDay
+	b.PeriodStart, b.ResetAt = agentkey.PeriodDay.Window(now, time.UTC, now)
+	return b
+}
+
+// createKey stores k and returns it as Key returns it.
+func createKey(ctx context.Context, t *testing.T, s testStore, k agentkey.KeyRecord,
+) agentkey.Key {
+	t.Helper()
+
+	require.NoError(t, s.CreateKey(ctx, k))
+	got, err := s.Key(ctx, agentkey.KeyQuery{ID: k.ID})
+	require.NoError(t, err)
+	return got
+}
+
+// charge is a charge request of amount to key id at now.
+func charge(id string, amount agentkey.Money) agentkey.ChargeRequest {
+	return agentkey.ChargeRequest{OpID: newID("op"), KeyID: id, Amount: amount, Now: now}
+}
+
+// ledgerSum returns the sum of the ledger's charge and adjust entries of a
+// budget.
+func ledgerSum(ctx context.Context, t *testing.T, s agentkey.Store, budgetID string) agentkey.Money {
+	t.Helper()
+
+	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{BudgetID: budgetID, Limit: 10_000})
+	require.NoError(t, err)
+	var sum agentkey.Money
+	for _, e := range entries {
+		if e.Kind.CountsAsUsed() {
+			sum += e.Amount
+		}
+	}
+	return sum
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	t.Parallel()
+	pool, err := pgxpool.New(t.Context(), "postgres://localhost/none")
+	require.NoError(t, err) // pgxpool.New does not connect
+	t.Cleanup(pool.Close)
+
+	for _, tc := range []struct {
+		name string
+		cfg  akpostgres.Config
+		ok   bool
+	}{
+		{"Defaults", akpostgres.Config{}, true},
+		{"SchemaAndPrefix", akpostgres.Config{Schema: "billing", TablePrefix: "ak_"}, true},
+		{"SchemaUppercase", akpostgres.Config{Schema: "Billing"}, false},
+		{"SchemaQuote", akpostgres.Config{Schema: `a"b`}, false},
+		{"SchemaReserved", akpostgres.Config{Schema: "pg_agentkey"}, false},
+		{"SchemaDigitFirst", akpostgres.Config{Schema: "1ak"}, false},
+		{"SchemaTooLong", akpostgres.Config{Schema: string(make([]byte, 64))}, false},
+		{"PrefixSpace", akpostgres.Config{TablePrefix: "a k"}, false},
+		{"PrefixDot", akpostgres.Config{TablePrefix: "a.k"}, false},
+		{"PrefixTooLong", akpostgres.Config{TablePrefix: "abcdefghijklmnopqrstuvwxyz_abcdefg"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := akpostgres.New(pool, tc.cfg)
+			if tc.ok {
+				require.NoError(t, err)
+				require.Same(t, pool, s.Pool())
+			} else {
+				require.Error(t, err)
+			}
+		})
+	}
+
+	_, err = akpostgres.New(nil, akpostgres.Config{})
+	require.Error(t, err)
+}

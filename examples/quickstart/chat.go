@@ -1,0 +1,99 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/agentkey-go/agentkey"
+)
+
+// maxWork bounds the simulated duration of a model call.
+const maxWork = time.Minute
+
+// newHandler returns the API: POST /api/chat behind agentkey's middleware.
+func newHandler(svc *agentkey.Service) http.Handler {
+	mux := http.NewServeMux()
+	protect := svc.Middleware(agentkey.MiddlewareOptions{Scope: "proxy.chat"})
+	mux.Handle("POST /api/chat", protect(http.HandlerFunc(chat)))
+	return mux
+}
+
+// chat stands in for a model call whose cost comes from the request.
+func chat(w http.ResponseWriter, r *http.Request) {
+	cost, work, err := parseCall(r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+
+	select {
+	case <-time.After(work):
+	case <-r.Context().Done():
+		return // the client left before the work was done; nothing to bill
+	}
+
+	res, err := agentkey.Charge(r.Context(), cost)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "charge_failed"})
+		return
+	}
+	if !res.OK() {
+		// The key had budget left when the request came in, but not enough
+		// for this call: the work is done and cannot be billed.
+		writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": res.Reason, "budget": res.RefusedBy})
+		return
+	}
+
+	remaining, limited := res.Key.Remaining()
+	body := map[string]any{"reply": "Hello from the model.", "charged": res.Charged}
+	if limited {
+		body["remaining"] = remaining
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// parseCall reads the call's cost in cents (default 1) and its duration.
+func parseCall(r *http.Request) (agentkey.Money, time.Duration, error) {
+	q := r.URL.Query()
+	cost := agentkey.Cent
+	if s := q.Get("cost"); s != "" {
+		c, err := parseCents(s)
+		if err != nil {
+			return 0, 0, err
+		}
+		cost = c
+	}
+
+	var work time.Duration
+	if s := q.Get("work_ms"); s != "" {
+		ms, err := strconv.Atoi(s)
+		if err != nil || ms < 0 || time.Duration(ms)*time.Millisecond > maxWork {
+			return 0, 0, fmt.Errorf("work_ms must be a whole number from 0 to %d", maxWork.Milliseconds())
+		}
+		work = time.Duration(ms) * time.Millisecond
+	}
+	return cost, work, nil
+}
+
+// parseCents parses a non-negative decimal number of cents, such as "2.5".
+// A cent has 10,000 micro-units, so four decimals are exact.
+func parseCents(s string) (agentkey.Money, error) {
+	asDollars, err := agentkey.ParseMoney(s) // the same digits, read as dollars
+	if err != nil {
+		return 0, fmt.Errorf("cost: %w", err)
+	}
+	if asDollars%100 != 0 {
+		return 0, errors.New("cost: at most 4 decimals of a cent")
+	}
+	return asDollars / 100, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

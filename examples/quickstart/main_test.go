@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/agentkey-go/agentkey"
+	"github.com/agentkey-go/agentkey/aksqlite"
+)
+
+func TestQuickstart(t *testing.T) {
+	ctx := context.Background()
+	dbPath := filepath.Join(t.TempDir(), "quickstart.db")
+	env := func(string) string { return "" }
+
+	// -new-key prints a key with a $10 monthly budget and exits.
+	var out bytes.Buffer
+	require.NoError(t, run(ctx, []string{"-db", dbPath, "-new-key", "0.10"}, &out, env))
+	secret := strings.TrimSpace(out.String())
+	require.True(t, strings.HasPrefix(secret, "ak_"), out.String())
+
+	store, err := aksqlite.Open(dbPath, aksqlite.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { store.Close() })
+	svc, err := agentkey.New(store, agentkey.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { svc.Close(ctx) })
+	srv := httptest.NewServer(newHandler(svc))
+	t.Cleanup(srv.Close)
+
+	call := func(query, key string) (int, map[string]any) {
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/api/chat"+query, nil)
+		require.NoError(t, err)
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var body map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+		return resp.StatusCode, body
+	}
+
+	t.Run("ChargesTheCostInCents", func(t *testing.T) {
+		code, body := call("?cost=2.5&work_ms=5", secret)
+		require.Equal(t, http.StatusOK, code, body)
+		require.Equal(t, "0.025", body["charged"])
+		require.Equal(t, "0.075", body["remaining"])
+
+		code, body = call("", secret)
+		require.Equal(t, http.StatusOK, code, body)
+		require.Equal(t, "0.01", body["charged"], "the default cost is one cent")
+	})
+
+	t.Run("BadParametersAreRefused", func(t *testing.T) {
+		for _, q := range []string{"?cost=-1", "?cost=abc", "?cost=NaN", "?cost=0.00001", "?work_ms=-5",
+			"?work_ms=99999999"} {
+			code, body := call(q, secret)
+			require.Equal(t, http.StatusBadRequest, code, q)
+			require.NotEmpty(t, body["error"])
+		}
+	})
+
+	t.Run("MiddlewareStatuses", func(t *testing.T) {
+		code, body := call("", "")
+		require.Equal(t, http.StatusUnauthorized, code)
+		require.Equal(t, "Missing API key", body["error"])
+
+		code, body = call("", "ak_"+strings.Repeat("0", 48))
+		require.Equal(t, http.StatusUnauthorized, code)
+		require.Equal(t, "invalid_key", body["error"])
+
+		other, err := svc.CreateKey(ctx, agentkey.CreateKeyParams{AccountID: "a", Scopes: []string{"usage.read"}})
+		require.NoError(t, err)
+		code, body = call("", other.Secret)
+		require.Equal(t, http.StatusForbidden, code)
+		require.Equal(t, "insufficient_scope", body["error"])
+	})
+
+	t.Run("OverBudget", func(t *testing.T) {
+		// 3.5 cents of 10 are used; a 7-cent call does not fit.
+		code, body := call("?cost=7", secret)
+		require.Equal(t, http.StatusTooManyRequests, code, body)
+		require.Equal(t, "budget_exceeded", body["error"])
+
+		code, _ = call("?cost=6.5", secret)
+		require.Equal(t, http.StatusOK, code)
+		code, body = call("?cost=0.0001", secret)
+		require.Equal(t, http.StatusTooManyRequests, code, "the budget is spent: the middleware refuses")
+		require.Equal(t, "budget_exceeded", body["error"])
+	})
+}
