@@ -132,6 +132,24 @@ func newBudget(id string, kind OwnerKind, owner string, spec BudgetSpec, loc *ti
 	return b, nil
 }
 
+// newBudgets fills the budgets of a new node from specs, one per period.
+func newBudgets(o Owner, specs []BudgetSpec, loc *time.Location, now time.Time) ([]Budget, error) {
+	var bs []Budget
+	for _, spec := range specs {
+		b, err := newBudget(newID("bud"), o.Kind, o.ID, spec, loc, now)
+		if err != nil {
+			return nil, err
+		}
+		for _, other := range bs {
+			if other.Period == b.Period {
+				return nil, fmt.Errorf("%w: two budgets with period %s", ErrInvalidArgument, b.Period)
+			}
+		}
+		bs = append(bs, b)
+	}
+	return bs, nil
+}
+
 var locations sync.Map // name -> *time.Location
 
 // loadLocation is time.LoadLocation with a cache, since budgets are rolled on

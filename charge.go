@@ -47,7 +47,10 @@ type ChargeRequest struct {
 	// OpID identifies the operation in the ledger.
 	OpID string
 	// KeyID is the key or subject to charge.
-	KeyID          string
+	KeyID string
+	// KeyHash finds the key by the hash of its secret when KeyID is empty,
+	// so that charging by secret needs no separate lookup.
+	KeyHash        []byte
 	Amount         Money
 	IdempotencyKey string
 	Metadata       map[string]string
@@ -62,6 +65,9 @@ type ChargeResult struct {
 	Reason Reason `json:"reason,omitempty"`
 	// Charged is the amount charged.
 	Charged Money `json:"charged"`
+	// Overrun is what a settled hold cost above what its budgets had room
+	// for: recorded in the ledger, not charged.
+	Overrun Money `json:"overrun,omitzero"`
 	// Key is the state of the key and its budgets after the charge. It is
 	// empty when the key is unknown.
 	Key Key `json:"key"`

@@ -26,18 +26,42 @@
 //
 // # Budgets and periods
 //
-// A key has one or more budgets, each with a limit and a period (none, day,
-// week, month). Periods start at midnight in the budget's time zone (UTC unless
-// Config.Location says otherwise); a monthly budget resets on its anchor day,
-// or on the last day of a shorter month, and returns to its anchor day after
-// it. An elapsed period rolls over at the next write, with no background job.
-// A charge must fit every budget of the key, or none is touched.
+// A budget has a limit and a period (none, day, week, month). Periods start at
+// midnight in the budget's time zone (UTC unless Config.Location says
+// otherwise); a monthly budget resets on its anchor day, or on the last day of
+// a shorter month, and returns to its anchor day after it. An elapsed period
+// rolls over at the next write, with no background job.
+//
+// # The budget tree
+//
+// Keys and subjects belong to an account, and accounts can sit under other
+// accounts (an organisation, its teams, ...; at most MaxDepth levels, never a
+// cycle). Any node can carry budgets, one per period: $10 a day and $200 a
+// month on one key, $1,000 a month on its team, $5,000 on the organisation.
+// Every charge and hold applies to the whole path from the key to the root,
+// all or nothing; a refusal names the budget that refused (its node and
+// period). Budgets are locked in one global order, so operations on
+// overlapping paths never deadlock.
+//
+// # Holds
+//
+// Checking before the work and charging after it leaves two gaps: concurrent
+// requests all pass the check while a key is nearly spent, and a request that
+// costs more than what is left passes a check of "anything left". Reserve
+// closes both: it holds an estimate against every budget on the path before
+// the work, so used + held never passes a limit, and Settle charges the real
+// cost after it (a cost above the hold is charged as far as it fits; the rest
+// is recorded as an overrun). Release gives a hold back; an unsettled hold
+// expires after Config.HoldTTL and is released at the next touch of its
+// budget or by SweepHolds. The middleware holds when MiddlewareOptions has an
+// Estimate, and Charge in the handler then settles.
 //
 // # The ledger
 //
-// Every charge, period reset and manual adjustment is a ledger entry. The
-// ledger is the truth; a budget's used amount is a cache of it, which Audit
-// checks. A charge with WithIdempotencyKey is applied at most once.
+// Every charge, hold, release, settlement, overrun, period reset and manual
+// adjustment is a ledger entry. The ledger is the truth; a budget's used and
+// held amounts are a cache of it, which Audit checks. A charge or hold with
+// WithIdempotencyKey is applied at most once.
 //
 // # HTTP
 //
@@ -52,10 +76,7 @@
 //
 // A fault never lets a request through: it fails closed.
 //
-// Validation checks that a key has budget left; it cannot know what the work
-// will cost. A charge after the work that does not fit is refused, so work done
-// for a key on its last cents can go unbilled.
-//
-// TODO: holds (reserve an estimate before the work, settle after) remove that
-// gap; they are not implemented yet.
+// Without an Estimate, the middleware only checks that a key has budget left,
+// and a charge after the work that does not fit is refused: work done for a
+// key on its last cents can then go unbilled. Hold an estimate to rule that out.
 package agentkey

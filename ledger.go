@@ -85,12 +85,15 @@ type LedgerFilter struct {
 type BudgetTotal struct {
 	Budget     Budget
 	LedgerUsed Money
+	// LedgerHeld is what the ledger's hold and release entries leave held.
+	LedgerHeld Money
 }
 
-// Drift is a budget whose stored used amount differs from its ledger.
+// Drift is a budget whose stored used or held amount differs from its ledger.
 type Drift struct {
 	Budget     Budget `json:"budget"`
 	LedgerUsed Money  `json:"ledger_used"`
+	LedgerHeld Money  `json:"ledger_held"`
 }
 
 // AuditReport is the result of Audit.

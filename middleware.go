@@ -40,6 +40,19 @@ type MiddlewareOptions struct {
 	// Scope, when set, is required of every key: a key without it is refused
 	// with 403 insufficient_scope.
 	Scope string
+
+	// Estimate, when set, makes the middleware hold the estimated cost of
+	// each request before the handler runs (see Service.Reserve), and refuse
+	// the request with 429 when it does not fit every budget on the key's
+	// path. The handler then settles the real cost with Charge. An error
+	// answers 400 invalid_estimate. FixedEstimate holds one amount for every
+	// request. Without Estimate, the middleware only checks that the key has
+	// budget left, and Charge charges after the work.
+	Estimate func(*http.Request) (Money, error)
+
+	// HoldTTL is how long a hold lives if the handler hangs. Defaults to
+	// Config.HoldTTL.
+	HoldTTL time.Duration
 }
 
 // Middleware returns net/http middleware that admits a request only with a
@@ -61,11 +74,7 @@ func (s *Service) Middleware(opts MiddlewareOptions) func(http.Handler) http.Han
 				WriteUnavailable(w)
 				return
 			}
-			if reason := v.Check(opts.Scope); reason != "" {
-				WriteDenial(w, Denial{Reason: reason, Key: &v.Key, Scope: opts.Scope, Now: s.now()})
-				return
-			}
-			next.ServeHTTP(w, r.WithContext(ContextWithKey(r.Context(), s, v.Key)))
+			s.Serve(w, r, next, v, opts)
 		})
 	}
 }
@@ -86,8 +95,9 @@ type contextKey struct{}
 
 // caller is what the middleware attaches to a request.
 type caller struct {
-	svc *Service
-	key Key
+	svc  *Service
+	key  Key
+	hold *requestHold // nil unless the middleware holds estimates
 }
 
 // ContextWithKey returns ctx carrying key, so that KeyFromContext and Charge
@@ -110,12 +120,47 @@ func KeyFromContext(ctx context.Context) (Key, bool) {
 // request. It is the one line a handler needs after the billable work:
 //
 //	res, err := agentkey.Charge(r.Context(), cost)
+//
+// When the middleware held an estimate, Charge settles that hold at cost
+// instead: the rest of the hold goes back, and a cost above the hold is
+// charged as far as it fits, the remainder reported as Overrun. A second
+// Charge in one request is a charge of its own.
 func Charge(ctx context.Context, cost Money, opts ...ChargeOption) (ChargeResult, error) {
 	c, ok := ctx.Value(contextKey{}).(*caller)
 	if !ok {
 		return ChargeResult{}, ErrNoKey
 	}
+	if c.hold != nil {
+		if cost < 0 {
+			return ChargeResult{Reason: ReasonInvalidCost}, nil
+		}
+		res, err := c.hold.close(ctx, true, cost, opts)
+		if err != ErrHoldClosed {
+			if err != nil {
+				return ChargeResult{}, err
+			}
+			key := c.key
+			key.Budgets = mergeBudgets(key.Budgets, res.Budgets)
+			return ChargeResult{Charged: res.Charged, Overrun: res.Overrun, Key: key,
+				OpID: res.Hold.ID, Replayed: res.Replayed}, nil
+		}
+	}
 	return c.svc.ChargeKey(ctx, c.key.ID, cost, opts...)
+}
+
+// mergeBudgets returns bs with each budget replaced by its newer state in
+// updates, when updates has it.
+func mergeBudgets(bs, updates []Budget) []Budget {
+	out := make([]Budget, len(bs))
+	for i, b := range bs {
+		out[i] = b
+		for _, u := range updates {
+			if u.ID == b.ID {
+				out[i] = u
+			}
+		}
+	}
+	return out
 }
 
 // Denial describes a refused request, for WriteDenial.

@@ -24,6 +24,10 @@ type Config struct {
 	// Each budget keeps the zone it was created with. Defaults to UTC.
 	Location *time.Location
 
+	// HoldTTL is how long a hold lives unsettled before it is released.
+	// Defaults to 5 minutes.
+	HoldTTL time.Duration
+
 	// TouchInterval is how often a key's last use is written: last use is
 	// tracked in memory and written at most once per key per interval, so a
 	// busy key costs no database write per request. Defaults to 1 minute.
@@ -46,6 +50,9 @@ func (c Config) withDefaults() Config {
 	if c.TouchInterval == 0 {
 		c.TouchInterval = time.Minute
 	}
+	if c.HoldTTL == 0 {
+		c.HoldTTL = 5 * time.Minute
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -62,6 +69,9 @@ func (c Config) validate() error {
 	}
 	if c.TouchInterval < 0 {
 		return errors.New("config: TouchInterval must not be negative")
+	}
+	if c.HoldTTL < 0 {
+		return errors.New("config: HoldTTL must not be negative")
 	}
 	for _, s := range c.ValidScopes {
 		if err := checkScopeSyntax(s); err != nil {
@@ -226,14 +236,14 @@ func (s *Service) newKeyRecord(id string, p identity) (KeyRecord, error) {
 	if len(specs) == 0 {
 		specs = []BudgetSpec{{Period: PeriodNone}}
 	}
-	for _, spec := range specs {
-		b, err := newBudget(newID("bud"), OwnerKey, id, spec, s.cfg.Location, now)
-		if err != nil {
-			return KeyRecord{}, err
-		}
-		b.Unlimited = len(p.Budgets) == 0
-		k.Budgets = append(k.Budgets, b)
+	budgets, err := newBudgets(KeyOwner(id), specs, s.cfg.Location, now)
+	if err != nil {
+		return KeyRecord{}, err
 	}
+	for i := range budgets {
+		budgets[i].Unlimited = len(p.Budgets) == 0
+	}
+	k.Budgets = budgets
 	return KeyRecord{Key: k}, nil
 }
 
@@ -278,7 +288,7 @@ func (s *Service) Validate(ctx context.Context, secret string) (Validation, erro
 	if !wellFormed(secret, s.cfg.KeyPrefix) {
 		return Validation{Reason: ReasonInvalidKey}, nil
 	}
-	return s.validate(ctx, KeyQuery{Hash: HashSecret(secret)})
+	return s.validate(ctx, KeyQuery{Hash: HashSecret(secret)}, true)
 }
 
 // ValidateBySubject is Validate for an external subject.
@@ -286,7 +296,7 @@ func (s *Service) ValidateBySubject(ctx context.Context, subject string) (Valida
 	if subject == "" {
 		return Validation{Reason: ReasonInvalidKey}, nil
 	}
-	return s.validate(ctx, KeyQuery{Subject: subject})
+	return s.validate(ctx, KeyQuery{Subject: subject}, true)
 }
 
 // ValidateByID is Validate for a key or subject known by its id.
@@ -294,10 +304,12 @@ func (s *Service) ValidateByID(ctx context.Context, id string) (Validation, erro
 	if id == "" {
 		return Validation{Reason: ReasonInvalidKey}, nil
 	}
-	return s.validate(ctx, KeyQuery{ID: id})
+	return s.validate(ctx, KeyQuery{ID: id}, true)
 }
 
-func (s *Service) validate(ctx context.Context, q KeyQuery) (Validation, error) {
+// validate reads and judges a key. With retry set, a budget that is exhausted
+// because of expired holds gets them released and the key read again.
+func (s *Service) validate(ctx context.Context, q KeyQuery, retry bool) (Validation, error) {
 	k, err := s.store.Key(ctx, q)
 	if errors.Is(err, ErrNotFound) {
 		return Validation{Reason: ReasonInvalidKey}, nil
@@ -317,7 +329,10 @@ func (s *Service) validate(ctx context.Context, q KeyQuery) (Validation, error) 
 		return Validation{}, fmt.Errorf("validate %s: %w", k.ID, err)
 	}
 	s.touch(k.ID, now)
-	if k.exhausted() != nil {
+	if b := k.exhausted(); b != nil {
+		if retry && s.retryAfterSweep(ctx, ReasonBudgetExceeded, b) {
+			return s.validate(ctx, q, false)
+		}
 		return Validation{Key: k, Reason: ReasonBudgetExceeded}, nil
 	}
 	return Validation{Key: k}, nil
@@ -345,14 +360,7 @@ func (s *Service) TrackUsage(ctx context.Context, secret string, cost Money, opt
 	if !wellFormed(secret, s.cfg.KeyPrefix) {
 		return ChargeResult{Reason: ReasonInvalidKey}, nil
 	}
-	k, err := s.store.Key(ctx, KeyQuery{Hash: HashSecret(secret)})
-	if errors.Is(err, ErrNotFound) {
-		return ChargeResult{Reason: ReasonInvalidKey}, nil
-	}
-	if err != nil {
-		return ChargeResult{}, fmt.Errorf("track usage: %w", err)
-	}
-	return s.ChargeKey(ctx, k.ID, cost, opts...)
+	return s.charge(ctx, ChargeRequest{KeyHash: HashSecret(secret), Amount: cost}, opts)
 }
 
 // TrackUsageBySubject is TrackUsage for an external subject.
@@ -376,10 +384,18 @@ func (s *Service) TrackUsageBySubject(ctx context.Context, subject string, cost 
 // middleware knows it.
 func (s *Service) ChargeKey(ctx context.Context, keyID string, cost Money, opts ...ChargeOption,
 ) (ChargeResult, error) {
+	if keyID == "" {
+		return ChargeResult{Reason: ReasonInvalidKey}, nil
+	}
+	return s.charge(ctx, ChargeRequest{KeyID: keyID, Amount: cost}, opts)
+}
+
+func (s *Service) charge(ctx context.Context, req ChargeRequest, opts []ChargeOption,
+) (ChargeResult, error) {
 	o := applyOptions(opts)
-	req := ChargeRequest{OpID: newID("op"), KeyID: keyID, Amount: cost, Now: s.now(),
-		IdempotencyKey: o.idempotencyKey, Metadata: o.metadata}
-	if cost < 0 {
+	req.OpID, req.Now = newID("op"), s.now()
+	req.IdempotencyKey, req.Metadata = o.idempotencyKey, o.metadata
+	if req.Amount < 0 {
 		return ChargeResult{Reason: ReasonInvalidCost}, nil
 	}
 	if len(req.IdempotencyKey) > 255 {
@@ -388,11 +404,14 @@ func (s *Service) ChargeKey(ctx context.Context, keyID string, cost Money, opts 
 	}
 
 	res, err := s.store.Charge(ctx, req)
-	if err != nil {
-		return ChargeResult{}, fmt.Errorf("charge %s: %w", keyID, err)
+	if err == nil && s.retryAfterSweep(ctx, res.Reason, res.RefusedBy) {
+		res, err = s.store.Charge(ctx, req)
 	}
-	if res.OK() && !res.Replayed && cost > 0 {
-		s.log.DebugContext(ctx, "charged", logKeyID, keyID, logAmount, cost.String())
+	if err != nil {
+		return ChargeResult{}, fmt.Errorf("charge: %w", err)
+	}
+	if res.OK() && !res.Replayed && req.Amount > 0 {
+		s.log.DebugContext(ctx, "charged", logKeyID, res.Key.ID, logAmount, req.Amount.String())
 	}
 	return res, nil
 }
@@ -490,8 +509,9 @@ func (s *Service) Audit(ctx context.Context) (AuditReport, error) {
 	}
 	report := AuditReport{Budgets: len(totals), Drifts: []Drift{}}
 	for _, t := range totals {
-		if t.Budget.Used != t.LedgerUsed {
-			report.Drifts = append(report.Drifts, Drift{Budget: t.Budget, LedgerUsed: t.LedgerUsed})
+		if t.Budget.Used != t.LedgerUsed || t.Budget.Held != t.LedgerHeld {
+			report.Drifts = append(report.Drifts, Drift{Budget: t.Budget, LedgerUsed: t.LedgerUsed,
+				LedgerHeld: t.LedgerHeld})
 		}
 	}
 	return report, nil

@@ -25,34 +25,41 @@ type Store interface {
 
 	// EnsureSubject inserts k, a key row for an external subject, with its
 	// budgets, unless a row for k.Subject exists. It returns the row as stored
-	// and whether it was created. Concurrent calls for one subject create
+	// (with its path budgets, as Key does) and whether it was created. Concurrent calls for one subject create
 	// exactly one row.
 	EnsureSubject(ctx context.Context, k KeyRecord) (Key, bool, error)
 
-	// Key returns a key with its budgets as stored (periods are not rolled),
-	// or ErrNotFound.
+	// Key returns a key with the budgets of its whole path as stored (periods
+	// are not rolled), or ErrNotFound. The path is the key's own budgets and
+	// those of its account and every account above it, up to the root; an
+	// account_id with no Account row contributes nothing. Budgets are ordered
+	// by id.
 	Key(ctx context.Context, q KeyQuery) (Key, error)
 
 	// RevokeKey sets the key's RevokedAt to at, unless it is already revoked,
-	// and returns the key. With accountID set, only a key of that account is
-	// found. It returns ErrNotFound otherwise.
+	// and returns the key with its path budgets. With accountID set, only a
+	// key of that account is found. It returns ErrNotFound otherwise.
 	RevokeKey(ctx context.Context, id, accountID string, at time.Time) (Key, error)
 
 	// TouchKeys sets the LastUsedAt of each key in lastUsed, by key id, to the
 	// later of its stored value and the given time.
 	TouchKeys(ctx context.Context, lastUsed map[string]time.Time) error
 
-	// Charge applies req to the key's budgets, atomically: in one transaction
-	// it (1) returns the stored result, with Replayed set, if req has an
-	// idempotency key already used with this key; (2) loads the key (ReasonInvalidKey
-	// if absent) and locks its budgets; (3) calls PlanCharge and, unless the
-	// plan has a Reason, writes the plan's changed budgets, its entries and
-	// the idempotency record; (4) returns ChargePlan.Result. Rollovers in a
-	// refused plan need not be written.
+	// Charge applies req to the budgets of the key's whole path (see Key),
+	// atomically: in one transaction it (1) returns the stored result, with
+	// Replayed set, if req has an idempotency key already used with this key;
+	// (2) loads the key by req.KeyID, or by req.KeyHash when KeyID is empty
+	// (ReasonInvalidKey if absent), and locks its path budgets in id order;
+	// (3) calls PlanCharge and, unless the plan has a Reason, writes the
+	// plan's changed budgets, its entries and the idempotency record; (4)
+	// returns ChargePlan.Result. Rollovers in a refused plan need not be
+	// written. A zero amount writes nothing and records no idempotency key.
 	Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error)
 
 	// Adjust applies a manual adjustment to one budget with PlanAdjust, under
-	// the budget's lock, and returns the budget after it. ErrNotFound if the
+	// the budget's lock, and returns the budget after it. The store fills
+	// req.AccountID from the budget's owner: the key's account for a key
+	// budget, the account itself for an account budget. ErrNotFound if the
 	// budget does not exist.
 	Adjust(ctx context.Context, req AdjustRequest) (Budget, error)
 
@@ -61,8 +68,11 @@ type Store interface {
 
 	// BudgetTotals returns every budget with the sum of its ledger entries that
 	// count as used (EntryKind.CountsAsUsed) and belong to its stored current
-	// period (Entry.PeriodStart equal to Budget.PeriodStart).
+	// period (Entry.PeriodStart equal to Budget.PeriodStart), and the sum over
+	// all time of EntryKind.HeldDelta of its entries.
 	BudgetTotals(ctx context.Context) ([]BudgetTotal, error)
+
+	treeStore
 }
 
 // KeyQuery selects one key by exactly one of its fields.
@@ -93,7 +103,9 @@ func (p ChargePlan) Result(req ChargeRequest, key Key) ChargeResult {
 type AdjustRequest struct {
 	OpID     string
 	BudgetID string
-	Amount   Money
+	// AccountID is the account of the budget's owner; the store fills it.
+	AccountID string
+	Amount    Money
 	// Note says why, and is kept in the entry's metadata under "reason".
 	Note string
 	Now  time.Time
@@ -109,7 +121,7 @@ func PlanAdjust(req AdjustRequest, b Budget) (Budget, []Entry, error) {
 		return Budget{}, nil, err
 	}
 	if rolled {
-		reset.OpID = req.OpID
+		reset.OpID, reset.AccountID = req.OpID, req.AccountID
 		if b.OwnerKind == OwnerKey {
 			reset.KeyID = b.OwnerID
 		}
@@ -131,6 +143,7 @@ func PlanAdjust(req AdjustRequest, b Budget) (Budget, []Entry, error) {
 	e := Entry{
 		OpID:        req.OpID,
 		Kind:        EntryAdjust,
+		AccountID:   req.AccountID,
 		BudgetID:    b.ID,
 		Amount:      req.Amount,
 		PeriodStart: b.PeriodStart,

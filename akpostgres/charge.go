@@ -5,30 +5,36 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/agentkey-go/agentkey"
 )
 
-// Charge applies req to the key's budgets in one READ COMMITTED transaction,
-// as agentkey.Store documents. It replays the stored result of an earlier
-// charge with the same idempotency key, even of a key revoked since.
+// Charge applies req to the budgets of the key's whole path in one READ
+// COMMITTED transaction, as agentkey.Store documents. It replays the stored
+// result of an earlier charge with the same idempotency key, even of a key
+// revoked since.
 //
 // A charge that goes through costs three round trips: the begin, the key and
-// idempotency lookup and the budgets' lock in one batch; the writes in a
+// idempotency lookup and the path budgets' lock in one batch; the writes in a
 // second batch; the commit. A replay or a refusal costs two: the first batch
 // and the rollback. A charge of zero writes nothing, rollovers included, and
 // is not recorded under its idempotency key.
 func (s *Store) Charge(ctx context.Context, req agentkey.ChargeRequest,
 ) (agentkey.ChargeResult, error) {
+	load, lock, arg := s.sql.loadByID, s.sql.lockPathByID, any(req.KeyID)
+	if req.KeyID == "" {
+		load, lock, arg = s.sql.loadByHash, s.sql.lockPathByHash, req.KeyHash
+	}
 	b := &pgx.Batch{}
 	b.BeginTx(readCommitted)
-	b.Queue(s.sql.chargeLoad, req.KeyID, nullString(req.IdempotencyKey))
+	b.Queue(load, arg, nullString(req.IdempotencyKey), idemCharge)
 	// Budgets are locked even when the lookup will find a replay or no key:
 	// sending both statements at once saves a round trip on every charge,
 	// and a lock taken for nothing is released by the rollback.
-	b.Queue(s.sql.lockKeyBudgets, req.KeyID)
+	b.Queue(lock, arg)
 	br := s.pool.SendBatch(ctx, b)
 	tx := br.Tx()
 	defer tx.Rollback(ctx) // a no-op after Commit
@@ -38,7 +44,7 @@ func (s *Store) Charge(ctx context.Context, req agentkey.ChargeRequest,
 		return agentkey.ChargeResult{}, fmt.Errorf("load key: %w", err)
 	}
 	if stored != nil {
-		return replay(stored)
+		return replayCharge(stored)
 	}
 	if !found {
 		return agentkey.ChargeResult{Reason: agentkey.ReasonInvalidKey}, nil
@@ -53,37 +59,12 @@ func (s *Store) Charge(ctx context.Context, req agentkey.ChargeRequest,
 		return res, nil
 	}
 
-	w := &pgx.Batch{}
-	if req.IdempotencyKey != "" {
-		js, err := json.Marshal(res)
-		if err != nil {
-			return agentkey.ChargeResult{}, fmt.Errorf("encode result: %w", err)
-		}
-		w.Queue(s.sql.insertIdempotency, req.KeyID, req.IdempotencyKey, req.OpID, js, req.Now)
-	}
-	if err := s.queueWrites(w, budgets, plan.Budgets, plan.Changed, plan.Entries); err != nil {
-		return agentkey.ChargeResult{}, err
-	}
-
-	wr := tx.SendBatch(ctx, w)
-	defer wr.Close()
-	if req.IdempotencyKey != "" {
-		tag, err := wr.Exec()
-		if err != nil {
-			return agentkey.ChargeResult{}, fmt.Errorf("record idempotency key: %w", err)
-		}
-		// Zero rows: a concurrent charge with the same idempotency key
-		// committed first (the unique index makes this insert wait for one
-		// still in flight). That charge is the one that counts.
-		if tag.RowsAffected() == 0 {
-			if err := wr.Close(); err != nil {
-				return agentkey.ChargeResult{}, fmt.Errorf("write charge: %w", err)
-			}
-			return s.storedResult(ctx, tx, req)
-		}
-	}
-	if err := readWrites(wr, plan.Budgets, plan.Changed, len(plan.Entries)); err != nil {
-		return agentkey.ChargeResult{}, err
+	op := operation{keyID: key.ID, kind: idemCharge, idemKey: req.IdempotencyKey,
+		opID: req.OpID, now: req.Now, result: res}
+	if stored, err := s.write(ctx, tx, op, budgets, plan, nil); err != nil {
+		return agentkey.ChargeResult{}, fmt.Errorf("write charge: %w", err)
+	} else if stored != nil {
+		return replayCharge(stored)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return agentkey.ChargeResult{}, fmt.Errorf("commit charge: %w", err)
@@ -91,8 +72,76 @@ func (s *Store) Charge(ctx context.Context, req agentkey.ChargeRequest,
 	return res, nil
 }
 
-// readChargeState reads the results of Charge's first batch: the begin, the
-// key with the stored result of its idempotency key, and the locked budgets.
+// operation is a charge or a hold that write records: its key, and the
+// result to store under its idempotency key, if it has one.
+type operation struct {
+	keyID, kind, idemKey, opID string
+	now                        time.Time
+	result                     any
+}
+
+// write sends, in one batch, what a charge or a reservation writes: the
+// idempotency record (first, so that a concurrent duplicate is found before
+// anything else is written), the new hold if any, then each changed budget
+// and each entry of the plan.
+//
+// It returns the stored result when a concurrent operation with the same
+// idempotency key committed first (the unique index makes this insert wait
+// for one still in flight): that operation is the one that counts, and the
+// caller rolls back what the rest of the batch wrote. Otherwise the caller
+// commits.
+func (s *Store) write(ctx context.Context, tx pgx.Tx, op operation, before []agentkey.Budget,
+	plan agentkey.ChargePlan, hold *agentkey.Hold,
+) (stored []byte, err error) {
+	w := &pgx.Batch{}
+	if op.idemKey != "" {
+		js, err := json.Marshal(op.result)
+		if err != nil {
+			return nil, fmt.Errorf("encode result: %w", err)
+		}
+		w.Queue(s.sql.insertIdempotency, op.keyID, op.kind, op.idemKey, op.opID, js, op.now)
+	}
+	if hold != nil {
+		args, err := holdArgs(*hold)
+		if err != nil {
+			return nil, fmt.Errorf("hold %s: %w", hold.ID, err)
+		}
+		w.Queue(s.sql.insertHold, args...)
+	}
+	if err := s.queueWrites(w, before, plan.Budgets, plan.Changed, plan.Entries); err != nil {
+		return nil, err
+	}
+
+	wr := tx.SendBatch(ctx, w)
+	defer wr.Close()
+	if op.idemKey != "" {
+		tag, err := wr.Exec()
+		if err != nil {
+			return nil, fmt.Errorf("record idempotency key: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			if err := wr.Close(); err != nil {
+				return nil, err
+			}
+			err := tx.QueryRow(ctx, s.sql.idempotencyResult, op.keyID, op.kind, op.idemKey).
+				Scan(&stored)
+			if err != nil {
+				return nil, fmt.Errorf("load idempotent result: %w", err)
+			}
+			return stored, nil
+		}
+	}
+	if hold != nil {
+		if _, err := wr.Exec(); err != nil {
+			return nil, fmt.Errorf("insert hold: %w", s.uniqueError(err))
+		}
+	}
+	return nil, readWrites(wr, plan.Budgets, plan.Changed, len(plan.Entries))
+}
+
+// readChargeState reads the results of the first batch of Charge and
+// Reserve: the begin, the key with the stored result of its idempotency key,
+// and the locked path budgets.
 func readChargeState(br pgx.BatchResults) (key agentkey.Key, found bool, stored []byte,
 	budgets []agentkey.Budget, err error,
 ) {
@@ -121,19 +170,8 @@ func readChargeState(br pgx.BatchResults) (key agentkey.Key, found bool, stored 
 	return key, r.id.Valid, stored, budgets, nil
 }
 
-// storedResult returns the result stored under req's idempotency key.
-func (s *Store) storedResult(ctx context.Context, tx pgx.Tx, req agentkey.ChargeRequest,
-) (agentkey.ChargeResult, error) {
-	var stored []byte
-	err := tx.QueryRow(ctx, s.sql.idempotencyResult, req.KeyID, req.IdempotencyKey).Scan(&stored)
-	if err != nil {
-		return agentkey.ChargeResult{}, fmt.Errorf("load idempotent result: %w", err)
-	}
-	return replay(stored)
-}
-
-// replay decodes a stored result.
-func replay(stored []byte) (agentkey.ChargeResult, error) {
+// replayCharge decodes a stored charge result.
+func replayCharge(stored []byte) (agentkey.ChargeResult, error) {
 	var res agentkey.ChargeResult
 	if err := json.Unmarshal(stored, &res); err != nil {
 		return agentkey.ChargeResult{}, fmt.Errorf("decode idempotent result: %w", err)
@@ -143,8 +181,10 @@ func replay(stored []byte) (agentkey.ChargeResult, error) {
 }
 
 // Adjust applies a manual adjustment to one budget under its row lock, and
-// returns the budget after it. A budget that does not exist is
-// agentkey.ErrNotFound; agentkey.PlanAdjust's errors are returned wrapped.
+// returns the budget after it. req.AccountID is filled from the budget's
+// owner in the same statement that locks the budget. A budget that does not
+// exist is agentkey.ErrNotFound; agentkey.PlanAdjust's errors are returned
+// wrapped.
 func (s *Store) Adjust(ctx context.Context, req agentkey.AdjustRequest) (agentkey.Budget, error) {
 	b := &pgx.Batch{}
 	b.BeginTx(readCommitted)
@@ -153,10 +193,11 @@ func (s *Store) Adjust(ctx context.Context, req agentkey.AdjustRequest) (agentke
 	tx := br.Tx()
 	defer tx.Rollback(ctx) // a no-op after Commit
 
-	before, err := readLockedBudget(br)
+	before, accountID, err := readLockedBudget(br)
 	if err != nil {
 		return agentkey.Budget{}, err
 	}
+	req.AccountID = accountID
 	after, entries, err := agentkey.PlanAdjust(req, before)
 	if err != nil {
 		return agentkey.Budget{}, fmt.Errorf("plan adjustment: %w", err)
@@ -176,24 +217,25 @@ func (s *Store) Adjust(ctx context.Context, req agentkey.AdjustRequest) (agentke
 	return after, nil
 }
 
-// readLockedBudget reads the results of Adjust's first batch: the begin and
-// the locked budget.
-func readLockedBudget(br pgx.BatchResults) (agentkey.Budget, error) {
+// readLockedBudget reads the results of Adjust's first batch: the begin, and
+// the locked budget with the account of its owner.
+func readLockedBudget(br pgx.BatchResults) (b agentkey.Budget, accountID string, err error) {
 	defer br.Close()
 
 	if _, err := br.Exec(); err != nil {
-		return agentkey.Budget{}, fmt.Errorf("begin: %w", err)
+		return agentkey.Budget{}, "", fmt.Errorf("begin: %w", err)
 	}
 	var r budgetRow
-	if err := br.QueryRow().Scan(r.dest()...); errors.Is(err, pgx.ErrNoRows) {
-		return agentkey.Budget{}, fmt.Errorf("lock budget: %w", agentkey.ErrNotFound)
+	err = br.QueryRow().Scan(append(r.dest(), &accountID)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return agentkey.Budget{}, "", fmt.Errorf("lock budget: %w", agentkey.ErrNotFound)
 	} else if err != nil {
-		return agentkey.Budget{}, fmt.Errorf("lock budget: %w", err)
+		return agentkey.Budget{}, "", fmt.Errorf("lock budget: %w", err)
 	}
 	if err := br.Close(); err != nil {
-		return agentkey.Budget{}, fmt.Errorf("lock budget: %w", err)
+		return agentkey.Budget{}, "", fmt.Errorf("lock budget: %w", err)
 	}
-	return r.budget(), nil
+	return r.budget(), accountID, nil
 }
 
 // queueWrites queues a guarded update of each changed budget, from its state
@@ -207,8 +249,8 @@ func (s *Store) queueWrites(b *pgx.Batch, before, after []agentkey.Budget, chang
 			continue
 		}
 		old, nu := before[i], after[i]
-		b.Queue(s.sql.updateBudget, nu.ID, int64(nu.Used), nu.PeriodStart, nullTime(nu.ResetAt),
-			int64(old.Used), int64(old.Held), old.PeriodStart)
+		b.Queue(s.sql.updateBudget, nu.ID, int64(nu.Used), int64(nu.Held), nu.PeriodStart,
+			nullTime(nu.ResetAt), int64(old.Used), int64(old.Held), old.PeriodStart)
 	}
 	for _, e := range entries {
 		args, err := entryArgs(e)
@@ -220,7 +262,8 @@ func (s *Store) queueWrites(b *pgx.Batch, before, after []agentkey.Budget, chang
 	return nil
 }
 
-// readWrites reads the results of what queueWrites queued, and closes br.
+// readWrites reads the results of what queueWrites queued, and closes br:
+// whatever was queued before them must have been read already.
 //
 // Each guarded update must find its row: it is locked, so nothing else can
 // have changed it. This is a safety net against a store bug, not a retry

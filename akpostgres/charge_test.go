@@ -44,8 +44,8 @@ func TestChargeOK(t *testing.T) {
 	for i, e := range entries {
 		require.Equal(t, agentkey.Entry{
 			ID: e.ID, OpID: req.OpID, Kind: agentkey.EntryCharge, BudgetID: k.Budgets[i].ID,
-			KeyID: k.ID, AccountID: k.AccountID, Amount: 30 * agentkey.Cent, PeriodStart: now,
-			Metadata: req.Metadata, CreatedAt: now,
+			KeyID: k.ID, AccountID: k.AccountID, Amount: 30 * agentkey.Cent,
+			PeriodStart: k.Budgets[i].PeriodStart, Metadata: req.Metadata, CreatedAt: now,
 		}, e)
 	}
 	require.Less(t, entries[0].ID, entries[1].ID)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,7 +14,12 @@ import (
 	"github.com/agentkey-go/agentkey"
 )
 
-// CreateKey inserts a key and its budgets.
+// defaultKeysLimit is the page size of a KeyFilter without a Limit.
+const defaultKeysLimit = 100
+
+// CreateKey inserts a key and its budgets. A key id, hash or subject that is
+// taken is agentkey.ErrConflict; two budgets with one period are
+// agentkey.ErrInvalidArgument.
 func (s *Store) CreateKey(ctx context.Context, k agentkey.KeyRecord) error {
 	// A batch runs in one implicit transaction (pgx's SendBatch), so the key
 	// and its budgets are written together, in one round trip.
@@ -21,7 +28,7 @@ func (s *Store) CreateKey(ctx context.Context, k agentkey.KeyRecord) error {
 	queueBudgets(b, s.sql.insertBudget, k.Budgets)
 
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("insert key: %w", err)
+		return fmt.Errorf("insert key: %w", s.uniqueError(err))
 	}
 	return nil
 }
@@ -50,7 +57,7 @@ func (s *Store) EnsureSubject(ctx context.Context, k agentkey.KeyRecord,
 			b := &pgx.Batch{}
 			queueBudgets(b, s.sql.insertBudget, k.Budgets)
 			if err := tx.SendBatch(ctx, b).Close(); err != nil {
-				return fmt.Errorf("insert budgets: %w", err)
+				return fmt.Errorf("insert budgets: %w", s.uniqueError(err))
 			}
 		}
 
@@ -63,8 +70,8 @@ func (s *Store) EnsureSubject(ctx context.Context, k agentkey.KeyRecord,
 	return stored, created, nil
 }
 
-// Key returns the key that q selects, with its budgets in id order, or an
-// error wrapping agentkey.ErrNotFound.
+// Key returns the key that q selects, with the budgets of its whole path in
+// id order, or an error wrapping agentkey.ErrNotFound.
 func (s *Store) Key(ctx context.Context, q agentkey.KeyQuery) (agentkey.Key, error) {
 	return s.key(ctx, s.pool, q)
 }
@@ -74,11 +81,11 @@ func (s *Store) key(ctx context.Context, db querier, q agentkey.KeyQuery) (agent
 	var arg any
 	switch {
 	case q.ID != "" && q.Hash == nil && q.Subject == "":
-		keySQL, budgetsSQL, arg = s.sql.keyByID, s.sql.budgetsByID, q.ID
+		keySQL, budgetsSQL, arg = s.sql.keyByID, s.sql.pathByID, q.ID
 	case q.Hash != nil && q.ID == "" && q.Subject == "":
-		keySQL, budgetsSQL, arg = s.sql.keyByHash, s.sql.budgetsByHash, q.Hash
+		keySQL, budgetsSQL, arg = s.sql.keyByHash, s.sql.pathByHash, q.Hash
 	case q.Subject != "" && q.ID == "" && q.Hash == nil:
-		keySQL, budgetsSQL, arg = s.sql.keyBySubject, s.sql.budgetsBySubject, q.Subject
+		keySQL, budgetsSQL, arg = s.sql.keyBySubject, s.sql.pathBySubject, q.Subject
 	default:
 		return agentkey.Key{}, fmt.Errorf("load key: %w: set exactly one of ID, Hash and Subject",
 			agentkey.ErrInvalidArgument)
@@ -86,7 +93,8 @@ func (s *Store) key(ctx context.Context, db querier, q agentkey.KeyQuery) (agent
 
 	// Both statements go in one round trip. They may see different
 	// snapshots, which is harmless: a key and its budgets are created in one
-	// transaction, and neither is ever deleted.
+	// transaction, and a budget or a move that commits between the two is
+	// one the key could as well have been read just before or after.
 	b := &pgx.Batch{}
 	b.Queue(keySQL, arg)
 	b.Queue(budgetsSQL, arg)
@@ -104,12 +112,98 @@ func (s *Store) RevokeKey(ctx context.Context, id, accountID string, at time.Tim
 ) (agentkey.Key, error) {
 	b := &pgx.Batch{}
 	b.Queue(s.sql.revokeKey, id, at, accountID)
-	b.Queue(s.sql.budgetsByID, id)
+	b.Queue(s.sql.pathByID, id)
 	k, err := readKey(s.pool.SendBatch(ctx, b))
 	if err != nil {
 		return agentkey.Key{}, fmt.Errorf("revoke key: %w", err)
 	}
 	return k, nil
+}
+
+// MoveKey sets a key's account and returns the key with the budgets of its
+// new path. Its open holds keep the budgets they were made against.
+func (s *Store) MoveKey(ctx context.Context, keyID, accountID string) (agentkey.Key, error) {
+	// A batch is one implicit transaction, and the second statement sees
+	// the first one's update.
+	b := &pgx.Batch{}
+	b.Queue(s.sql.moveKey, keyID, accountID)
+	b.Queue(s.sql.pathByID, keyID)
+	k, err := readKey(s.pool.SendBatch(ctx, b))
+	if err != nil {
+		return agentkey.Key{}, fmt.Errorf("move key: %w", err)
+	}
+	return k, nil
+}
+
+// Keys lists the keys and subjects that f selects in id order, each with its
+// own budgets only.
+func (s *Store) Keys(ctx context.Context, f agentkey.KeyFilter) ([]agentkey.Key, error) {
+	// As in Ledger, the WHERE clause names only the filters that are set.
+	var (
+		b    strings.Builder
+		args []any
+	)
+	b.WriteString(s.sql.selectKeys)
+	b.WriteString("\nWHERE id > $1")
+	args = append(args, f.After)
+	if f.AccountID != "" {
+		args = append(args, f.AccountID)
+		b.WriteString(" AND account_id = $" + strconv.Itoa(len(args)))
+	}
+	switch f.Kind {
+	case "":
+	case "key":
+		b.WriteString(" AND subject IS NULL")
+	case "subject":
+		b.WriteString(" AND subject IS NOT NULL")
+	default:
+		return nil, fmt.Errorf("list keys: %w: kind %q: want key, subject or empty",
+			agentkey.ErrInvalidArgument, f.Kind)
+	}
+	if !f.IncludeRevoked {
+		b.WriteString(" AND revoked_at IS NULL")
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultKeysLimit
+	}
+	args = append(args, limit)
+	b.WriteString("\nORDER BY id LIMIT $" + strconv.Itoa(len(args)))
+
+	rows, err := s.pool.Query(ctx, b.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	keys, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (agentkey.Key, error) {
+		var r keyRow
+		err := row.Scan(r.dest()...)
+		return r.record().Key, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list keys: %w", err)
+	}
+	if len(keys) == 0 {
+		return []agentkey.Key{}, nil
+	}
+
+	ids := make([]string, len(keys))
+	index := make(map[string]int, len(keys))
+	for i, k := range keys {
+		ids[i], index[k.ID] = k.ID, i
+	}
+	rows, err = s.pool.Query(ctx, s.sql.keyBudgets, ids)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: budgets: %w", err)
+	}
+	budgets, err := collectBudgets(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list keys: budgets: %w", err)
+	}
+	for _, bud := range budgets {
+		k := &keys[index[bud.OwnerID]]
+		k.Budgets = append(k.Budgets, bud)
+	}
+	return keys, nil
 }
 
 // readKey reads a batch of two statements, one that returns a key row and

@@ -50,8 +50,16 @@ func TestKeyRoundTrip(t *testing.T) {
 		require.ErrorIs(t, err, agentkey.ErrInvalidArgument)
 	})
 
-	t.Run("DuplicateIsError", func(t *testing.T) {
-		require.Error(t, s.CreateKey(ctx, k))
+	t.Run("DuplicateIsConflict", func(t *testing.T) {
+		require.ErrorIs(t, s.CreateKey(ctx, k), agentkey.ErrConflict)
+	})
+
+	t.Run("TwoBudgetsOfOnePeriodAreInvalid", func(t *testing.T) {
+		twice := keyRecord(agentkey.Dollar)
+		twice.Budgets = append(twice.Budgets, budget(twice.ID, 2*agentkey.Dollar))
+		require.ErrorIs(t, s.CreateKey(ctx, twice), agentkey.ErrInvalidArgument)
+		_, err := s.Key(ctx, agentkey.KeyQuery{ID: twice.ID})
+		require.ErrorIs(t, err, agentkey.ErrNotFound, "nothing is written")
 	})
 }
 
@@ -211,4 +219,51 @@ func TestTouchKeys(t *testing.T) {
 	got, err := s.Key(ctx, agentkey.KeyQuery{ID: a.ID})
 	require.NoError(t, err)
 	require.Equal(t, now.Add(time.Hour), got.LastUsedAt)
+}
+
+func TestKeys(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := newStore(t)
+	createAccount(ctx, t, s, account("org", "", agentkey.Dollar))
+
+	own := keyRecord(agentkey.Dollar, 2*agentkey.Dollar)
+	own.AccountID = "org"
+	subject := keyRecord()
+	subject.Subject, subject.Hash, subject.Prefix = "user_1", nil, ""
+	revoked := keyRecord()
+	revoked.AccountID = "org"
+	revoked.RevokedAt = now
+	other := keyRecord()
+	other.AccountID = "acct_2"
+	for _, k := range []agentkey.KeyRecord{own, subject, revoked, other} {
+		require.NoError(t, s.CreateKey(ctx, k))
+	}
+
+	list := func(f agentkey.KeyFilter) []string {
+		t.Helper()
+		keys, err := s.Keys(ctx, f)
+		require.NoError(t, err)
+		var ids []string
+		for _, k := range keys {
+			ids = append(ids, k.ID)
+		}
+		return ids
+	}
+	require.Equal(t, []string{own.ID, subject.ID, other.ID}, list(agentkey.KeyFilter{}))
+	require.Equal(t, []string{own.ID, subject.ID, revoked.ID, other.ID},
+		list(agentkey.KeyFilter{IncludeRevoked: true}))
+	require.Equal(t, []string{own.ID, revoked.ID},
+		list(agentkey.KeyFilter{AccountID: "org", IncludeRevoked: true}))
+	require.Equal(t, []string{subject.ID}, list(agentkey.KeyFilter{Kind: "subject"}))
+	require.Equal(t, []string{own.ID, other.ID}, list(agentkey.KeyFilter{Kind: "key"}))
+	require.Equal(t, []string{subject.ID}, list(agentkey.KeyFilter{After: own.ID, Limit: 1}))
+	require.Nil(t, list(agentkey.KeyFilter{AccountID: "acct_none"}))
+
+	keys, err := s.Keys(ctx, agentkey.KeyFilter{AccountID: "org"})
+	require.NoError(t, err)
+	require.Equal(t, []agentkey.Key{own.Key}, keys, "own budgets only, not the account's")
+
+	_, err = s.Keys(ctx, agentkey.KeyFilter{Kind: "robot"})
+	require.ErrorIs(t, err, agentkey.ErrInvalidArgument)
 }

@@ -76,24 +76,29 @@ func (s *Store) Ledger(ctx context.Context, f agentkey.LedgerFilter) ([]agentkey
 	return entries, nil
 }
 
-// usedKinds are the entry kinds that agentkey.EntryKind.CountsAsUsed counts.
-var usedKinds = func() []string {
-	var kinds []string
+// usedKinds are the entry kinds that agentkey.EntryKind.CountsAsUsed counts;
+// heldKinds and heldSigns pair each kind that changes held with the sign of
+// its change (agentkey.EntryKind.HeldDelta). The root package decides both.
+var usedKinds, heldKinds, heldSigns = func() (used, held []string, signs []int64) {
 	for _, k := range []agentkey.EntryKind{
 		agentkey.EntryCharge, agentkey.EntryAdjust, agentkey.EntryReset, agentkey.EntryHold,
 		agentkey.EntryRelease, agentkey.EntrySettle, agentkey.EntryOverrun,
 	} {
 		if k.CountsAsUsed() {
-			kinds = append(kinds, string(k))
+			used = append(used, string(k))
+		}
+		if sign := int64(k.HeldDelta(1)); sign != 0 {
+			held, signs = append(held, string(k)), append(signs, sign)
 		}
 	}
-	return kinds
+	return used, held, signs
 }()
 
 // BudgetTotals returns every budget, in id order, with the sum of the
-// entries of its current period that count as used.
+// entries of its current period that count as used, and what its entries of
+// all time leave held.
 func (s *Store) BudgetTotals(ctx context.Context) ([]agentkey.BudgetTotal, error) {
-	rows, err := s.pool.Query(ctx, s.sql.budgetTotals, usedKinds)
+	rows, err := s.pool.Query(ctx, s.sql.budgetTotals, usedKinds, heldKinds, heldSigns)
 	if err != nil {
 		return nil, fmt.Errorf("read budget totals: %w", err)
 	}
@@ -101,14 +106,15 @@ func (s *Store) BudgetTotals(ctx context.Context) ([]agentkey.BudgetTotal, error
 
 	var totals []agentkey.BudgetTotal
 	var (
-		r   budgetRow
-		sum int64
+		r          budgetRow
+		used, held int64
 	)
 	for rows.Next() {
-		if err := rows.Scan(append(r.dest(), &sum)...); err != nil {
+		if err := rows.Scan(append(r.dest(), &used, &held)...); err != nil {
 			return nil, fmt.Errorf("read budget totals: %w", err)
 		}
-		totals = append(totals, agentkey.BudgetTotal{Budget: r.budget(), LedgerUsed: agentkey.Money(sum)})
+		totals = append(totals, agentkey.BudgetTotal{Budget: r.budget(),
+			LedgerUsed: agentkey.Money(used), LedgerHeld: agentkey.Money(held)})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read budget totals: %w", err)

@@ -93,7 +93,9 @@ func TestMigrateDefaultSchemaAndPrefix(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s.Migrate(ctx))
 
-	for _, table := range []string{"keys", "budgets", "ledger", "idempotency", "migrations"} {
+	for _, table := range []string{
+		"keys", "accounts", "budgets", "holds", "ledger", "idempotency", "settings", "migrations",
+	} {
 		var found *string
 		err := pool.QueryRow(ctx, "SELECT to_regclass($1)::text", "public.metering_"+table).Scan(&found)
 		require.NoError(t, err)

@@ -123,18 +123,18 @@ func collectBudgets(rows pgx.Rows) ([]agentkey.Budget, error) {
 
 // entryRow receives the entryColumns of one row.
 type entryRow struct {
-	id                            int64
-	opID, kind, budgetID          string
-	keyID, accountID, idempotency pgtype.Text
-	amount                        int64
-	periodStart, createdAt        time.Time
-	metadata                      []byte
+	id                                    int64
+	opID, kind, budgetID                  string
+	keyID, accountID, holdID, idempotency pgtype.Text
+	amount                                int64
+	periodStart, createdAt                time.Time
+	metadata                              []byte
 }
 
 func (r *entryRow) dest() []any {
 	return []any{
-		&r.id, &r.opID, &r.kind, &r.budgetID, &r.keyID, &r.accountID, &r.amount, &r.periodStart,
-		&r.idempotency, &r.metadata, &r.createdAt,
+		&r.id, &r.opID, &r.kind, &r.budgetID, &r.keyID, &r.accountID, &r.holdID, &r.amount,
+		&r.periodStart, &r.idempotency, &r.metadata, &r.createdAt,
 	}
 }
 
@@ -146,32 +146,144 @@ func (r *entryRow) entry() (agentkey.Entry, error) {
 		BudgetID:       r.budgetID,
 		KeyID:          r.keyID.String,
 		AccountID:      r.accountID.String,
+		HoldID:         r.holdID.String,
 		Amount:         agentkey.Money(r.amount),
 		PeriodStart:    r.periodStart.UTC(),
 		IdempotencyKey: r.idempotency.String,
 		CreatedAt:      r.createdAt.UTC(),
 	}
-	if r.metadata != nil {
-		if err := json.Unmarshal(r.metadata, &e.Metadata); err != nil {
-			return agentkey.Entry{}, fmt.Errorf("entry %d: decode metadata: %w", r.id, err)
-		}
+	if err := decodeMetadata(r.metadata, &e.Metadata); err != nil {
+		return agentkey.Entry{}, fmt.Errorf("entry %d: %w", r.id, err)
 	}
 	return e, nil
 }
 
 // entryArgs returns e as the arguments of insertEntry.
 func entryArgs(e agentkey.Entry) ([]any, error) {
-	var metadata []byte // nil is NULL
-	if e.Metadata != nil {
-		var err error
-		if metadata, err = json.Marshal(e.Metadata); err != nil {
-			return nil, fmt.Errorf("encode metadata: %w", err)
-		}
+	metadata, err := encodeMetadata(e.Metadata)
+	if err != nil {
+		return nil, err
 	}
 	return []any{
 		e.OpID, string(e.Kind), e.BudgetID, nullString(e.KeyID), nullString(e.AccountID),
-		int64(e.Amount), e.PeriodStart, nullString(e.IdempotencyKey), metadata, e.CreatedAt,
+		nullString(e.HoldID), int64(e.Amount), e.PeriodStart, nullString(e.IdempotencyKey),
+		metadata, e.CreatedAt,
 	}, nil
+}
+
+// holdRow receives the holdColumns of one row.
+type holdRow struct {
+	id, keyID, accountID, state string
+	amount, charged, overrun    int64
+	budgetIDs                   []string
+	expiresAt, createdAt        time.Time
+	closedAt                    pgtype.Timestamptz
+	idempotency                 pgtype.Text
+	metadata                    []byte
+}
+
+func (r *holdRow) dest() []any {
+	return []any{
+		&r.id, &r.keyID, &r.accountID, &r.amount, &r.budgetIDs, &r.state, &r.expiresAt,
+		&r.createdAt, &r.closedAt, &r.charged, &r.overrun, &r.idempotency, &r.metadata,
+	}
+}
+
+func (r *holdRow) hold() (agentkey.Hold, error) {
+	h := agentkey.Hold{
+		ID:             r.id,
+		KeyID:          r.keyID,
+		AccountID:      r.accountID,
+		Amount:         agentkey.Money(r.amount),
+		BudgetIDs:      r.budgetIDs,
+		State:          agentkey.HoldState(r.state),
+		ExpiresAt:      r.expiresAt.UTC(),
+		CreatedAt:      r.createdAt.UTC(),
+		ClosedAt:       fromTimestamptz(r.closedAt),
+		Charged:        agentkey.Money(r.charged),
+		Overrun:        agentkey.Money(r.overrun),
+		IdempotencyKey: r.idempotency.String,
+	}
+	if err := decodeMetadata(r.metadata, &h.Metadata); err != nil {
+		return agentkey.Hold{}, fmt.Errorf("hold %s: %w", r.id, err)
+	}
+	return h, nil
+}
+
+// holdArgs returns h as the arguments of insertHold.
+func holdArgs(h agentkey.Hold) ([]any, error) {
+	metadata, err := encodeMetadata(h.Metadata)
+	if err != nil {
+		return nil, err
+	}
+	return []any{
+		h.ID, h.KeyID, h.AccountID, int64(h.Amount), h.BudgetIDs, string(h.State), h.ExpiresAt,
+		h.CreatedAt, nullTime(h.ClosedAt), int64(h.Charged), int64(h.Overrun),
+		nullString(h.IdempotencyKey), metadata,
+	}, nil
+}
+
+// collectHolds reads hold rows.
+func collectHolds(rows pgx.Rows) ([]agentkey.Hold, error) {
+	defer rows.Close()
+
+	holds := []agentkey.Hold{}
+	var r holdRow
+	for rows.Next() {
+		if err := rows.Scan(r.dest()...); err != nil {
+			return nil, err
+		}
+		h, err := r.hold()
+		if err != nil {
+			return nil, err
+		}
+		holds = append(holds, h)
+	}
+	return holds, rows.Err()
+}
+
+// accountRow receives the accountColumns of one row.
+type accountRow struct {
+	id, name  string
+	parentID  pgtype.Text
+	createdAt time.Time
+}
+
+func (r *accountRow) dest() []any {
+	return []any{&r.id, &r.parentID, &r.name, &r.createdAt}
+}
+
+// account returns the row as an Account without budgets.
+func (r *accountRow) account() agentkey.Account {
+	return agentkey.Account{
+		ID:        r.id,
+		ParentID:  r.parentID.String,
+		Name:      r.name,
+		CreatedAt: r.createdAt.UTC(),
+	}
+}
+
+// encodeMetadata returns md as JSON, or nil (NULL) when md is nil.
+func encodeMetadata(md map[string]string) ([]byte, error) {
+	if md == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(md)
+	if err != nil {
+		return nil, fmt.Errorf("encode metadata: %w", err)
+	}
+	return b, nil
+}
+
+// decodeMetadata decodes JSON metadata into md, leaving it nil for NULL.
+func decodeMetadata(b []byte, md *map[string]string) error {
+	if b == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, md); err != nil {
+		return fmt.Errorf("decode metadata: %w", err)
+	}
+	return nil
 }
 
 // nullString returns s, or nil (NULL) when s is empty.

@@ -179,6 +179,25 @@ type querier interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
+// uniqueViolation is the SQLSTATE of unique_violation (PostgreSQL manual,
+// Appendix A, PostgreSQL Error Codes).
+const uniqueViolation = "23505"
+
+// uniqueError maps a unique violation to agentkey.ErrConflict, an id that is
+// taken, except a second budget of one owner with one period, which is
+// agentkey.ErrInvalidArgument. Other errors are returned as they are.
+func (s *Store) uniqueError(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != uniqueViolation {
+		return err
+	}
+	if pgErr.ConstraintName == s.cfg.TablePrefix+"budgets_owner_period_key" {
+		return fmt.Errorf("%w: an owner may have one budget per period: %w",
+			agentkey.ErrInvalidArgument, err)
+	}
+	return fmt.Errorf("%w: %w", agentkey.ErrConflict, err)
+}
+
 // readCommitted is the isolation of every transaction: each statement sees
 // what committed before it, and row locks do the serializing.
 var readCommitted = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}

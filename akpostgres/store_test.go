@@ -50,6 +50,23 @@ func newStore(t *testing.T) testStore {
 	return testStore{Store: s, schema: schema}
 }
 
+// newProcesses returns n migrated stores on one schema, each with its own
+// pool, standing in for n processes.
+func newProcesses(t *testing.T, n int) []testStore {
+	t.Helper()
+	ctx := t.Context()
+
+	schema, url := pgtest.NewSchema(ctx, t)
+	stores := make([]testStore, n)
+	for i := range stores {
+		s, err := akpostgres.New(newPool(t, url), akpostgres.Config{Schema: schema})
+		require.NoError(t, err)
+		stores[i] = testStore{Store: s, schema: schema}
+	}
+	require.NoError(t, stores[0].Migrate(ctx))
+	return stores
+}
+
 // table returns the quoted name of one of the store's tables.
 func (s testStore) table(name string) string {
 	return pgx.Identifier{s.schema, akpostgres.DefaultTablePrefix + name}.Sanitize()
@@ -85,8 +102,12 @@ func newID(prefix string) string {
 	return fmt.Sprintf("%s_%09d", prefix, idSeq.Add(1))
 }
 
-// keyRecord returns an own key with one budget per limit (with period none),
-// or one unlimited budget when there are no limits.
+// keyPeriods are the periods of the budgets keyRecord gives a key, in order:
+// an owner has at most one budget per period. dailyBudget adds a day budget.
+var keyPeriods = []agentkey.Period{agentkey.PeriodNone, agentkey.PeriodWeek, agentkey.PeriodMonth}
+
+// keyRecord returns an own key with one budget per limit, of the periods of
+// keyPeriods in order, or one unlimited budget when there are no limits.
 func keyRecord(limits ...agentkey.Money) agentkey.KeyRecord {
 	id := newID("key")
 	k := agentkey.KeyRecord{
@@ -103,32 +124,38 @@ func keyRecord(limits ...agentkey.Money) agentkey.KeyRecord {
 		k.Budgets = []agentkey.Budget{budget(id, 0)}
 		k.Budgets[0].Unlimited = true
 	}
-	for _, l := range limits {
-		k.Budgets = append(k.Budgets, budget(id, l))
+	for i, l := range limits {
+		k.Budgets = append(k.Budgets, periodBudget(agentkey.OwnerKey, id, l, keyPeriods[i]))
 	}
 	return k
 }
 
 // budget returns a lifetime budget of key id with the given limit.
 func budget(keyID string, limit agentkey.Money) agentkey.Budget {
-	return agentkey.Budget{
-		ID:          newID("bud"),
-		OwnerKind:   agentkey.OwnerKey,
-		OwnerID:     keyID,
-		Limit:       limit,
-		Period:      agentkey.PeriodNone,
-		Location:    "UTC",
-		Anchor:      now,
-		PeriodStart: now,
-		CreatedAt:   now,
-	}
+	return periodBudget(agentkey.OwnerKey, keyID, limit, agentkey.PeriodNone)
 }
 
 // dailyBudget returns a daily budget of key id, in the period containing now.
 func dailyBudget(keyID string, limit agentkey.Money) agentkey.Budget {
-	b := budget(keyID, limit)
-	b.Period = agentkey.PeriodDay
-	b.PeriodStart, b.ResetAt = agentkey.PeriodDay.Window(now, time.UTC, now)
+	return periodBudget(agentkey.OwnerKey, keyID, limit, agentkey.PeriodDay)
+}
+
+// periodBudget returns a budget of an owner with the given limit and period,
+// in the period containing now.
+func periodBudget(kind agentkey.OwnerKind, owner string, limit agentkey.Money,
+	p agentkey.Period,
+) agentkey.Budget {
+	b := agentkey.Budget{
+		ID:        newID("bud"),
+		OwnerKind: kind,
+		OwnerID:   owner,
+		Limit:     limit,
+		Period:    p,
+		Location:  "UTC",
+		Anchor:    now,
+		CreatedAt: now,
+	}
+	b.PeriodStart, b.ResetAt = p.Window(now, time.UTC, now)
 	return b
 }
 

@@ -6,16 +6,25 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/agentkey-go/agentkey"
 )
 
-// Charge applies req to the key's budgets in one write transaction: it
-// returns the stored result of an earlier charge with the same idempotency
-// key (even if the key has been revoked since), or loads the key and its
-// budgets in id order, lets agentkey.PlanCharge decide, and writes the plan:
-// the changed budgets, the ledger entries and the idempotency record. A
-// refused plan writes nothing.
+// Idempotency record kinds: a charge and a hold with the same idempotency key
+// are different operations.
+const (
+	idemCharge = "charge"
+	idemHold   = "hold"
+)
+
+// Charge applies req to the budgets of the key's path in one write
+// transaction: it loads the key, by id or by the hash of its secret, with the
+// budgets of its path in id order; returns the stored result of an earlier
+// charge with the same idempotency key (even if the key has been revoked
+// since); or lets agentkey.PlanCharge decide and writes the plan: the changed
+// budgets, the ledger entries and the idempotency record. A refused plan
+// writes nothing.
 func (s *Store) Charge(ctx context.Context, req agentkey.ChargeRequest,
 ) (agentkey.ChargeResult, error) {
 	var res agentkey.ChargeResult
@@ -25,27 +34,40 @@ func (s *Store) Charge(ctx context.Context, req agentkey.ChargeRequest,
 		return err
 	})
 	if err != nil {
-		return agentkey.ChargeResult{}, fmt.Errorf("charge %s: %w", req.KeyID, err)
+		who := req.KeyID
+		if who == "" {
+			who = "by hash"
+		}
+		return agentkey.ChargeResult{}, fmt.Errorf("charge %s: %w", who, err)
 	}
 	return res, nil
 }
 
 func (s *Store) charge(ctx context.Context, tx *sql.Tx, req agentkey.ChargeRequest,
 ) (agentkey.ChargeResult, error) {
-	if req.IdempotencyKey != "" {
-		res, ok, err := s.storedResult(ctx, tx, req.KeyID, req.IdempotencyKey)
-		if err != nil || ok {
-			return res, err
-		}
+	column, arg := "id", any(req.KeyID)
+	if req.KeyID == "" {
+		column, arg = "hash", req.KeyHash
 	}
-
-	key, err := s.loadKey(ctx, tx, "id", req.KeyID)
+	key, err := s.loadKey(ctx, tx, column, arg)
 	if errors.Is(err, agentkey.ErrNotFound) {
 		return agentkey.ChargePlan{Reason: agentkey.ReasonInvalidKey}.Result(req, key), nil
 	}
 	if err != nil {
 		return agentkey.ChargeResult{}, err
 	}
+	if req.IdempotencyKey != "" {
+		var res agentkey.ChargeResult
+		ok, err := s.storedResult(ctx, tx, key.ID, idemCharge, req.IdempotencyKey, &res)
+		if err != nil {
+			return agentkey.ChargeResult{}, err
+		}
+		if ok {
+			res.Replayed = true
+			return res, nil
+		}
+	}
+
 	plan, err := agentkey.PlanCharge(req, key, key.Budgets)
 	if err != nil {
 		return agentkey.ChargeResult{}, err
@@ -55,12 +77,8 @@ func (s *Store) charge(ctx context.Context, tx *sql.Tx, req agentkey.ChargeReque
 		return res, nil
 	}
 
-	for i, changed := range plan.Changed {
-		if changed {
-			if err := s.updateBudget(ctx, tx, key.Budgets[i], plan.Budgets[i]); err != nil {
-				return agentkey.ChargeResult{}, err
-			}
-		}
+	if err := s.updateBudgets(ctx, tx, key.Budgets, plan.Budgets, plan.Changed); err != nil {
+		return agentkey.ChargeResult{}, err
 	}
 	if err := s.insertEntries(ctx, tx, plan.Entries); err != nil {
 		return agentkey.ChargeResult{}, err
@@ -68,45 +86,44 @@ func (s *Store) charge(ctx context.Context, tx *sql.Tx, req agentkey.ChargeReque
 	// A zero charge writes nothing but rollovers, so it leaves no record: a
 	// later charge with the same idempotency key is a charge of its own.
 	if req.IdempotencyKey != "" && req.Amount > 0 {
-		if err := s.storeResult(ctx, tx, req, res); err != nil {
+		err := s.storeResult(ctx, tx, key.ID, idemCharge, req.IdempotencyKey, req.OpID, req.Now, res)
+		if err != nil {
 			return agentkey.ChargeResult{}, err
 		}
 	}
 	return res, nil
 }
 
-// storedResult returns the result recorded for a charge of keyID with idemKey,
-// marked as replayed, and whether there is one.
-func (s *Store) storedResult(ctx context.Context, tx *sql.Tx, keyID, idemKey string,
-) (agentkey.ChargeResult, bool, error) {
+// storedResult decodes into res the result recorded for an operation of kind
+// by keyID with idemKey, and reports whether there is one.
+func (s *Store) storedResult(ctx context.Context, tx *sql.Tx, keyID, kind, idemKey string,
+	res any,
+) (bool, error) {
 	var data string
-	err := tx.QueryRowContext(ctx, s.q(`SELECT result FROM {p}idempotency
-		WHERE key_id = ? AND idem_key = ?`), keyID, idemKey).Scan(&data)
+	err := s.queryRow(ctx, tx, `SELECT result FROM {p}idempotency
+		WHERE key_id = ? AND kind = ? AND idem_key = ?`, keyID, kind, idemKey).Scan(&data)
 	if errors.Is(err, sql.ErrNoRows) {
-		return agentkey.ChargeResult{}, false, nil
+		return false, nil
 	}
 	if err != nil {
-		return agentkey.ChargeResult{}, false, fmt.Errorf("load idempotency record: %w", err)
+		return false, fmt.Errorf("load idempotency record: %w", err)
 	}
-
-	var res agentkey.ChargeResult
-	if err := json.Unmarshal([]byte(data), &res); err != nil {
-		return agentkey.ChargeResult{}, false, fmt.Errorf("decode idempotency record: %w", err)
+	if err := json.Unmarshal([]byte(data), res); err != nil {
+		return false, fmt.Errorf("decode idempotency record: %w", err)
 	}
-	res.Replayed = true
-	return res, true, nil
+	return true, nil
 }
 
-func (s *Store) storeResult(ctx context.Context, tx *sql.Tx, req agentkey.ChargeRequest,
-	res agentkey.ChargeResult,
+func (s *Store) storeResult(ctx context.Context, tx *sql.Tx, keyID, kind, idemKey, opID string,
+	now time.Time, res any,
 ) error {
 	data, err := json.Marshal(res)
 	if err != nil {
 		return fmt.Errorf("encode idempotency record: %w", err)
 	}
-	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO {p}idempotency
-		(key_id, idem_key, op_id, result, created_at) VALUES (?, ?, ?, ?, ?)`),
-		req.KeyID, req.IdempotencyKey, req.OpID, string(data), micros(req.Now))
+	_, err = s.exec(ctx, tx, `INSERT INTO {p}idempotency
+		(key_id, kind, idem_key, op_id, result, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		keyID, kind, idemKey, opID, string(data), micros(now))
 	if err != nil {
 		return fmt.Errorf("insert idempotency record: %w", err)
 	}
@@ -115,13 +132,17 @@ func (s *Store) storeResult(ctx context.Context, tx *sql.Tx, req agentkey.Charge
 
 // Adjust applies a manual adjustment to one budget, decided by
 // agentkey.PlanAdjust under the write lock, and returns the budget after it.
-// It returns ErrNotFound when the budget does not exist, and PlanAdjust's
-// errors (ErrOverLimit, ErrCreditTooLarge) wrapped.
+// The entries carry the account of the budget's owner. It returns
+// ErrNotFound when the budget does not exist, and PlanAdjust's errors
+// (ErrOverLimit, ErrCreditTooLarge) wrapped.
 func (s *Store) Adjust(ctx context.Context, req agentkey.AdjustRequest) (agentkey.Budget, error) {
 	var after agentkey.Budget
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		b, err := scanBudget(tx.QueryRowContext(ctx, s.q(`SELECT `+budgetColumns+`
-			FROM {p}budgets WHERE id = ?`), req.BudgetID))
+		var account sql.NullString
+		b, err := scanBudget(s.queryRow(ctx, tx, `SELECT `+budgetColumns+`,
+			CASE owner_kind WHEN 'key' THEN (SELECT account_id FROM {p}keys WHERE id = owner_id)
+				ELSE owner_id END
+			FROM {p}budgets WHERE id = ?`, req.BudgetID), &account)
 		if errors.Is(err, sql.ErrNoRows) {
 			return agentkey.ErrNotFound
 		}
@@ -130,11 +151,13 @@ func (s *Store) Adjust(ctx context.Context, req agentkey.AdjustRequest) (agentke
 		}
 
 		var entries []agentkey.Entry
+		req.AccountID = account.String
 		after, entries, err = agentkey.PlanAdjust(req, b)
 		if err != nil {
 			return err
 		}
-		if err := s.updateBudget(ctx, tx, b, after); err != nil {
+		err = s.updateBudgets(ctx, tx, []agentkey.Budget{b}, []agentkey.Budget{after}, []bool{true})
+		if err != nil {
 			return err
 		}
 		return s.insertEntries(ctx, tx, entries)
@@ -145,28 +168,6 @@ func (s *Store) Adjust(ctx context.Context, req agentkey.AdjustRequest) (agentke
 	return after, nil
 }
 
-// updateBudget writes a budget's new state, guarded by its state as loaded.
-// Under the write lock the guard always holds; if it ever does not, the
-// transaction fails rather than overwrite a change it did not see.
-func (s *Store) updateBudget(ctx context.Context, tx *sql.Tx, before, after agentkey.Budget) error {
-	res, err := tx.ExecContext(ctx, s.q(`UPDATE {p}budgets
-		SET used = ?, held = ?, period_start = ?, reset_at = ?
-		WHERE id = ? AND used = ? AND held = ? AND period_start = ?`),
-		int64(after.Used), int64(after.Held), micros(after.PeriodStart), nullMicros(after.ResetAt),
-		before.ID, int64(before.Used), int64(before.Held), micros(before.PeriodStart))
-	if err != nil {
-		return fmt.Errorf("update budget %s: %w", before.ID, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("update budget %s: %w", before.ID, err)
-	}
-	if n != 1 {
-		return fmt.Errorf("update budget %s: changed by another writer under the lock", before.ID)
-	}
-	return nil
-}
-
 // insertEntries appends entries to the ledger in order; the database assigns
 // their ascending ids.
 func (s *Store) insertEntries(ctx context.Context, tx *sql.Tx, entries []agentkey.Entry) error {
@@ -175,12 +176,12 @@ func (s *Store) insertEntries(ctx context.Context, tx *sql.Tx, entries []agentke
 		if err != nil {
 			return fmt.Errorf("encode entry metadata: %w", err)
 		}
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO {p}ledger (op_id, kind, budget_id, key_id,
-			account_id, amount, period_start, idempotency_key, metadata, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		_, err = s.exec(ctx, tx, `INSERT INTO {p}ledger (op_id, kind, budget_id, key_id,
+			account_id, hold_id, amount, period_start, idempotency_key, metadata, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			e.OpID, string(e.Kind), e.BudgetID, nullString(e.KeyID), nullString(e.AccountID),
-			int64(e.Amount), micros(e.PeriodStart), nullString(e.IdempotencyKey), md,
-			micros(e.CreatedAt))
+			nullString(e.HoldID), int64(e.Amount), micros(e.PeriodStart),
+			nullString(e.IdempotencyKey), md, micros(e.CreatedAt))
 		if err != nil {
 			return fmt.Errorf("insert %s entry of budget %s: %w", e.Kind, e.BudgetID, err)
 		}

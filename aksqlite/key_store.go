@@ -3,10 +3,11 @@ package aksqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/agentkey-go/agentkey"
@@ -14,9 +15,6 @@ import (
 
 const keyColumns = `id, prefix, subject, account_id, user_id, delegated_by, name, scopes,
 	expires_at, revoked_at, created_at, last_used_at`
-
-const budgetColumns = `id, owner_kind, owner_id, limit_micros, period, location, anchor,
-	period_start, reset_at, used, held, created_at`
 
 // CreateKey inserts a key and its budgets in one transaction.
 func (s *Store) CreateKey(ctx context.Context, k agentkey.KeyRecord) error {
@@ -89,30 +87,10 @@ func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, k agentkey.KeyRecord,
 	return res.RowsAffected()
 }
 
-func (s *Store) insertBudgets(ctx context.Context, tx *sql.Tx, budgets []agentkey.Budget) error {
-	for _, b := range budgets {
-		var limit sql.NullInt64
-		if !b.Unlimited {
-			limit = sql.NullInt64{Int64: int64(b.Limit), Valid: true}
-		}
-		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO {p}budgets (`+budgetColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			b.ID, string(b.OwnerKind), b.OwnerID, limit, string(b.Period), b.Location,
-			micros(b.Anchor), micros(b.PeriodStart), nullMicros(b.ResetAt),
-			int64(b.Used), int64(b.Held), micros(b.CreatedAt),
-		)
-		if err != nil {
-			return fmt.Errorf("insert budget %s: %w", b.ID, err)
-		}
-	}
-	return nil
-}
-
-// Key returns the key that q selects, with its budgets in id order, or
-// ErrNotFound; ErrInvalidArgument unless q sets exactly one field. It reads
-// without a transaction, since in WAL mode a read never waits for the writer;
-// the key row and its budgets are two reads, which is harmless because no
-// write changes both.
+// Key returns the key that q selects, with the budgets of its whole path in
+// id order, or ErrNotFound; ErrInvalidArgument unless q sets exactly one
+// field. It reads without a transaction, since in WAL mode a read never waits
+// for the writer; the key and its path are one statement, hence one snapshot.
 func (s *Store) Key(ctx context.Context, q agentkey.KeyQuery) (agentkey.Key, error) {
 	var (
 		column string
@@ -140,98 +118,182 @@ func (s *Store) Key(ctx context.Context, q agentkey.KeyQuery) (agentkey.Key, err
 	return k, nil
 }
 
-// loadKey reads the key whose column equals arg, with its budgets. column is
-// one of our own column names, never input.
+// maxPathDepth bounds every walk up or down the account tree, so that a
+// table corrupted into a cycle can never make a query loop. It is above
+// agentkey.MaxDepth, which tree changes enforce.
+const maxPathDepth = 16
+
+// keyPathQuery selects the key whose column equals the parameter once per
+// budget of its path, or once with NULL budget columns when the path has no
+// budget: its own budgets, and those of its account and every account above
+// it. column is one of our own column names, never input. The OR of two
+// owner lookups lets SQLite search the budgets' owner index once for each
+// (MULTI-INDEX OR); a join with a list of owners made it scan all budgets.
+func keyPathQuery(column string) string {
+	return `WITH RECURSIVE
+		k AS (SELECT ` + keyColumns + ` FROM {p}keys WHERE ` + column + ` = ?),
+		path (id, parent_id, depth) AS (
+			SELECT a.id, a.parent_id, 1 FROM k JOIN {p}accounts a ON a.id = k.account_id
+			UNION ALL
+			SELECT a.id, a.parent_id, path.depth + 1
+			FROM path JOIN {p}accounts a ON a.id = path.parent_id
+			WHERE path.depth < ` + strconv.Itoa(maxPathDepth) + `)
+		SELECT k.*, ` + qualify("b", budgetColumns) + `
+		FROM k LEFT JOIN {p}budgets b
+		ON b.owner_kind = 'key' AND b.owner_id = k.id
+		OR b.owner_kind = 'account' AND b.owner_id IN (SELECT id FROM path)
+		ORDER BY b.id`
+}
+
+// keyPathQueries are the path queries by the column that selects the key,
+// built once since they are the templates of prepared statements.
+var keyPathQueries = map[string]string{
+	"id":      keyPathQuery("id"),
+	"hash":    keyPathQuery("hash"),
+	"subject": keyPathQuery("subject"),
+}
+
+// loadKey reads the key whose column equals arg, with the budgets of its
+// path in id order, the order in which every operation locks and processes
+// them. column is one of our own column names, never input.
 func (s *Store) loadKey(ctx context.Context, q querier, column string, arg any,
 ) (agentkey.Key, error) {
-	row := q.QueryRowContext(ctx, s.q(`SELECT `+keyColumns+` FROM {p}keys WHERE `+column+` = ?`), arg)
-	k, err := scanKey(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return agentkey.Key{}, agentkey.ErrNotFound
-	}
+	rows, err := s.query(ctx, q, keyPathQueries[column], arg)
 	if err != nil {
-		return agentkey.Key{}, err
-	}
-
-	k.Budgets, err = s.loadBudgets(ctx, q, agentkey.OwnerKey, k.ID)
-	if err != nil {
-		return agentkey.Key{}, err
-	}
-	return k, nil
-}
-
-func scanKey(row *sql.Row) (agentkey.Key, error) {
-	var (
-		k                              agentkey.Key
-		subject, scopes                sql.NullString
-		expiresAt, revokedAt, lastUsed sql.NullInt64
-		createdAt                      int64
-	)
-	err := row.Scan(&k.ID, &k.Prefix, &subject, &k.AccountID, &k.UserID, &k.DelegatedBy, &k.Name,
-		&scopes, &expiresAt, &revokedAt, &createdAt, &lastUsed)
-	if err != nil {
-		return agentkey.Key{}, err
-	}
-
-	k.Subject = subject.String
-	if k.Scopes, err = decodeScopes(scopes); err != nil {
-		return agentkey.Key{}, fmt.Errorf("key %s: decode scopes: %w", k.ID, err)
-	}
-	k.ExpiresAt, k.RevokedAt = fromNullMicros(expiresAt), fromNullMicros(revokedAt)
-	k.CreatedAt, k.LastUsedAt = fromMicros(createdAt), fromNullMicros(lastUsed)
-	return k, nil
-}
-
-// loadBudgets returns an owner's budgets in ascending id order, the order in
-// which every operation locks and processes them.
-func (s *Store) loadBudgets(ctx context.Context, q querier, kind agentkey.OwnerKind, owner string,
-) ([]agentkey.Budget, error) {
-	rows, err := q.QueryContext(ctx, s.q(`SELECT `+budgetColumns+` FROM {p}budgets
-		WHERE owner_kind = ? AND owner_id = ? ORDER BY id`), string(kind), owner)
-	if err != nil {
-		return nil, fmt.Errorf("load budgets: %w", err)
+		return agentkey.Key{}, fmt.Errorf("load key: %w", err)
 	}
 	defer rows.Close()
 
-	var budgets []agentkey.Budget
+	var (
+		k     agentkey.Key
+		found bool
+	)
 	for rows.Next() {
-		b, err := scanBudget(rows)
-		if err != nil {
-			return nil, fmt.Errorf("load budgets: %w", err)
+		var (
+			kr keyRow
+			br budgetRow
+		)
+		if err := rows.Scan(append(kr.dest(), br.dest()...)...); err != nil {
+			return agentkey.Key{}, fmt.Errorf("load key: %w", err)
 		}
-		budgets = append(budgets, b)
+		if !found {
+			if k, err = kr.key(); err != nil {
+				return agentkey.Key{}, err
+			}
+			found = true
+		}
+		if b, ok := br.budget(); ok {
+			k.Budgets = append(k.Budgets, b)
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("load budgets: %w", err)
+		return agentkey.Key{}, fmt.Errorf("load key: %w", err)
 	}
-	return budgets, nil
+	if !found {
+		return agentkey.Key{}, agentkey.ErrNotFound
+	}
+	return k, nil
 }
 
-// scanner is a *sql.Row or *sql.Rows.
-type scanner interface {
-	Scan(dest ...any) error
-}
+// defaultKeyLimit is the number of keys Keys returns when the filter sets no
+// limit.
+const defaultKeyLimit = 100
 
-func scanBudget(row scanner, extra ...any) (agentkey.Budget, error) {
+// Keys lists the keys and subjects that f selects in id order, each with its
+// own budgets in id order, in one statement.
+func (s *Store) Keys(ctx context.Context, f agentkey.KeyFilter) ([]agentkey.Key, error) {
 	var (
-		b                              agentkey.Budget
-		kind, period                   string
-		limit, resetAt                 sql.NullInt64
-		anchor, periodStart, createdAt int64
-		used, held                     int64
+		conds []string
+		args  []any
 	)
-	dest := append([]any{&b.ID, &kind, &b.OwnerID, &limit, &period, &b.Location, &anchor,
-		&periodStart, &resetAt, &used, &held, &createdAt}, extra...)
-	if err := row.Scan(dest...); err != nil {
-		return agentkey.Budget{}, err
+	if f.AccountID != "" {
+		conds, args = append(conds, "account_id = ?"), append(args, f.AccountID)
+	}
+	switch f.Kind {
+	case "":
+	case "key":
+		conds = append(conds, "subject IS NULL")
+	case "subject":
+		conds = append(conds, "subject IS NOT NULL")
+	default:
+		return nil, fmt.Errorf("keys: %w: kind %q: want key or subject",
+			agentkey.ErrInvalidArgument, f.Kind)
+	}
+	if !f.IncludeRevoked {
+		conds = append(conds, "revoked_at IS NULL")
+	}
+	if f.After != "" {
+		conds, args = append(conds, "id > ?"), append(args, f.After)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultKeyLimit
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = "WHERE " + strings.Join(conds, " AND ")
 	}
 
-	b.OwnerKind, b.Period = agentkey.OwnerKind(kind), agentkey.Period(period)
-	b.Limit, b.Unlimited = agentkey.Money(limit.Int64), !limit.Valid
-	b.Anchor, b.PeriodStart = fromMicros(anchor), fromMicros(periodStart)
-	b.ResetAt, b.CreatedAt = fromNullMicros(resetAt), fromMicros(createdAt)
-	b.Used, b.Held = agentkey.Money(used), agentkey.Money(held)
-	return b, nil
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT k.*, `+qualify("b", budgetColumns)+`
+		FROM (SELECT `+keyColumns+` FROM {p}keys `+where+` ORDER BY id LIMIT ?) k
+		LEFT JOIN {p}budgets b ON b.owner_kind = 'key' AND b.owner_id = k.id
+		ORDER BY k.id, b.id`), append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	defer rows.Close()
+
+	keys := []agentkey.Key{}
+	for rows.Next() {
+		var (
+			kr keyRow
+			br budgetRow
+		)
+		if err := rows.Scan(append(kr.dest(), br.dest()...)...); err != nil {
+			return nil, fmt.Errorf("keys: %w", err)
+		}
+		if len(keys) == 0 || keys[len(keys)-1].ID != kr.k.ID {
+			k, err := kr.key()
+			if err != nil {
+				return nil, fmt.Errorf("keys: %w", err)
+			}
+			keys = append(keys, k)
+		}
+		if b, ok := br.budget(); ok {
+			last := &keys[len(keys)-1]
+			last.Budgets = append(last.Budgets, b)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	return keys, nil
+}
+
+// keyRow receives the columns of keyColumns.
+type keyRow struct {
+	k                              agentkey.Key
+	subject, scopes                sql.NullString
+	expiresAt, revokedAt, lastUsed sql.NullInt64
+	createdAt                      int64
+}
+
+func (r *keyRow) dest() []any {
+	return []any{&r.k.ID, &r.k.Prefix, &r.subject, &r.k.AccountID, &r.k.UserID,
+		&r.k.DelegatedBy, &r.k.Name, &r.scopes, &r.expiresAt, &r.revokedAt, &r.createdAt,
+		&r.lastUsed}
+}
+
+func (r *keyRow) key() (agentkey.Key, error) {
+	k := r.k
+	k.Subject = r.subject.String
+	var err error
+	if k.Scopes, err = decodeScopes(r.scopes); err != nil {
+		return agentkey.Key{}, fmt.Errorf("key %s: decode scopes: %w", k.ID, err)
+	}
+	k.ExpiresAt, k.RevokedAt = fromNullMicros(r.expiresAt), fromNullMicros(r.revokedAt)
+	k.CreatedAt, k.LastUsedAt = fromMicros(r.createdAt), fromNullMicros(r.lastUsed)
+	return k, nil
 }
 
 // RevokeKey sets the key's revoked_at to at unless it is set already, and

@@ -45,8 +45,8 @@ func (s *Store) Ledger(ctx context.Context, f agentkey.LedgerFilter) ([]agentkey
 		limit = defaultLedgerLimit
 	}
 
-	query := `SELECT id, op_id, kind, budget_id, key_id, account_id, amount, period_start,
-		idempotency_key, metadata, created_at FROM {p}ledger`
+	query := `SELECT id, op_id, kind, budget_id, key_id, account_id, hold_id, amount,
+		period_start, idempotency_key, metadata, created_at FROM {p}ledger`
 	if len(conds) > 0 {
 		query += " WHERE " + strings.Join(conds, " AND ")
 	}
@@ -72,21 +72,22 @@ func (s *Store) Ledger(ctx context.Context, f agentkey.LedgerFilter) ([]agentkey
 
 func scanEntry(rows *sql.Rows) (agentkey.Entry, error) {
 	var (
-		e                      agentkey.Entry
-		kind                   string
-		keyID, accountID, idem sql.NullString
-		md                     sql.NullString
-		amount                 int64
-		periodStart, createdAt int64
+		e                        agentkey.Entry
+		kind                     string
+		keyID, accountID, holdID sql.NullString
+		idem, md                 sql.NullString
+		amount                   int64
+		periodStart, createdAt   int64
 	)
-	err := rows.Scan(&e.ID, &e.OpID, &kind, &e.BudgetID, &keyID, &accountID, &amount,
+	err := rows.Scan(&e.ID, &e.OpID, &kind, &e.BudgetID, &keyID, &accountID, &holdID, &amount,
 		&periodStart, &idem, &md, &createdAt)
 	if err != nil {
 		return agentkey.Entry{}, err
 	}
 
 	e.Kind, e.Amount = agentkey.EntryKind(kind), agentkey.Money(amount)
-	e.KeyID, e.AccountID, e.IdempotencyKey = keyID.String, accountID.String, idem.String
+	e.KeyID, e.AccountID, e.HoldID = keyID.String, accountID.String, holdID.String
+	e.IdempotencyKey = idem.String
 	e.PeriodStart, e.CreatedAt = fromMicros(periodStart), fromMicros(createdAt)
 	if e.Metadata, err = decodeMetadata(md); err != nil {
 		return agentkey.Entry{}, fmt.Errorf("entry %d: decode metadata: %w", e.ID, err)
@@ -95,14 +96,18 @@ func scanEntry(rows *sql.Rows) (agentkey.Entry, error) {
 }
 
 // BudgetTotals returns every budget, in id order, with the sum of its ledger
-// entries that count as used in its stored current period. One statement
-// reads both, so the two come from one snapshot.
+// entries that count as used in its stored current period, and what its hold
+// and release entries leave held over all time. One statement reads them all,
+// so they come from one snapshot.
 func (s *Store) BudgetTotals(ctx context.Context) ([]agentkey.BudgetTotal, error) {
-	// The kinds are those for which agentkey.EntryKind.CountsAsUsed is true.
+	// The kinds are those for which agentkey.EntryKind.CountsAsUsed is true,
+	// and those for which EntryKind.HeldDelta is not zero.
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+budgetColumns+`,
 		COALESCE((SELECT SUM(l.amount) FROM {p}ledger l
 			WHERE l.budget_id = b.id AND l.period_start = b.period_start
-			AND l.kind IN ('charge', 'adjust')), 0)
+			AND l.kind IN ('charge', 'adjust', 'settle')), 0),
+		COALESCE((SELECT SUM(CASE l.kind WHEN 'hold' THEN l.amount ELSE -l.amount END)
+			FROM {p}ledger l WHERE l.budget_id = b.id AND l.kind IN ('hold', 'release')), 0)
 		FROM {p}budgets b ORDER BY b.id`))
 	if err != nil {
 		return nil, fmt.Errorf("budget totals: %w", err)
@@ -111,12 +116,13 @@ func (s *Store) BudgetTotals(ctx context.Context) ([]agentkey.BudgetTotal, error
 
 	totals := []agentkey.BudgetTotal{}
 	for rows.Next() {
-		var sum int64
-		b, err := scanBudget(rows, &sum)
+		var used, held int64
+		b, err := scanBudget(rows, &used, &held)
 		if err != nil {
 			return nil, fmt.Errorf("budget totals: %w", err)
 		}
-		totals = append(totals, agentkey.BudgetTotal{Budget: b, LedgerUsed: agentkey.Money(sum)})
+		totals = append(totals, agentkey.BudgetTotal{Budget: b, LedgerUsed: agentkey.Money(used),
+			LedgerHeld: agentkey.Money(held)})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("budget totals: %w", err)

@@ -59,6 +59,18 @@ type Store struct {
 	writer chan struct{}
 
 	queries sync.Map // query template -> query with the prefix filled in
+
+	// stmts holds the prepared statements of the hot path, by query template.
+	// database/sql prepares each once per connection and keeps it, so that a
+	// charge does not parse its SQL every time: parsing the path query costs
+	// more than running it.
+	stmts sync.Map // query template -> *sql.Stmt
+
+	// unprepared holds templates first run inside a write transaction. That
+	// transaction holds a connection, so preparing on the pool then could wait
+	// for itself (a pool of one connection); write prepares them after it.
+	mu         sync.Mutex
+	unprepared map[string]bool
 }
 
 var _ agentkey.Store = (*Store)(nil)
@@ -166,13 +178,19 @@ func New(db *sql.DB, cfg Config) (*Store, error) {
 // DB returns the store's database.
 func (s *Store) DB() *sql.DB { return s.db }
 
-// Close closes the database if Open opened it, and does nothing for a Store
-// made by New.
+// Close closes the store's prepared statements, and the database if Open
+// opened it; a database passed to New stays open.
 func (s *Store) Close() error {
-	if !s.owned {
-		return nil
+	var errs []error
+	s.stmts.Range(func(query, st any) bool {
+		s.stmts.Delete(query)
+		errs = append(errs, st.(*sql.Stmt).Close())
+		return true
+	})
+	if s.owned {
+		errs = append(errs, s.db.Close())
 	}
-	return s.db.Close()
+	return errors.Join(errs...)
 }
 
 // q returns query with every "{p}" replaced by the table prefix.
@@ -193,6 +211,81 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+// exec, query and queryRow run the query template on q, a *sql.DB or the
+// current *sql.Tx, with the template's prepared statement when there is one.
+func (s *Store) exec(ctx context.Context, q querier, query string, args ...any,
+) (sql.Result, error) {
+	if st := s.stmt(ctx, q, query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return q.ExecContext(ctx, s.q(query), args...)
+}
+
+func (s *Store) query(ctx context.Context, q querier, query string, args ...any,
+) (*sql.Rows, error) {
+	if st := s.stmt(ctx, q, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return q.QueryContext(ctx, s.q(query), args...)
+}
+
+func (s *Store) queryRow(ctx context.Context, q querier, query string, args ...any) *sql.Row {
+	if st := s.stmt(ctx, q, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return q.QueryRowContext(ctx, s.q(query), args...)
+}
+
+// stmt returns the prepared statement of query for q, or nil to run it
+// unprepared. Outside a transaction it prepares a statement it does not have
+// yet; inside one it leaves that to write, after the transaction. A failed
+// prepare returns nil too: running the query unprepared reports the error.
+func (s *Store) stmt(ctx context.Context, q querier, query string) *sql.Stmt {
+	tx, inTx := q.(*sql.Tx)
+	v, ok := s.stmts.Load(query)
+	switch {
+	case ok && inTx:
+		return tx.StmtContext(ctx, v.(*sql.Stmt))
+	case ok:
+		return v.(*sql.Stmt)
+	case inTx:
+		s.mu.Lock()
+		if s.unprepared == nil {
+			s.unprepared = make(map[string]bool)
+		}
+		s.unprepared[query] = true
+		s.mu.Unlock()
+		return nil
+	}
+	return s.prepare(ctx, query)
+}
+
+// prepare prepares query on the pool and keeps it, or returns nil.
+func (s *Store) prepare(ctx context.Context, query string) *sql.Stmt {
+	st, err := s.db.PrepareContext(ctx, s.q(query))
+	if err != nil {
+		return nil
+	}
+	if v, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		_ = st.Close()
+		return v.(*sql.Stmt)
+	}
+	return st
+}
+
+// prepareWaiting prepares the templates that a write transaction ran
+// unprepared. A failure leaves them unprepared, to try again later.
+func (s *Store) prepareWaiting(ctx context.Context) {
+	s.mu.Lock()
+	waiting := s.unprepared
+	s.unprepared = nil
+	s.mu.Unlock()
+
+	for query := range waiting {
+		s.prepare(ctx, query)
+	}
+}
+
 // write runs fn in a write transaction, committing if fn returns nil. fn may
 // run more than once and must set its results afresh each time.
 //
@@ -205,6 +298,7 @@ type querier interface {
 // every case the transaction wrote nothing, so it is run again, a bounded
 // number of times.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	defer s.prepareWaiting(ctx) // once the writer's turn is over
 	select {
 	case s.writer <- struct{}{}:
 	case <-ctx.Done():

@@ -79,13 +79,15 @@ func charge(keyID string, amount agentkey.Money, now time.Time) agentkey.ChargeR
 	}
 }
 
-// auditClean checks that every budget's used amount equals its ledger.
+// auditClean checks that every budget's used and held amounts equal its
+// ledger.
 func auditClean(t *testing.T, s *aksqlite.Store) []agentkey.BudgetTotal {
 	t.Helper()
 	totals, err := s.BudgetTotals(context.Background())
 	require.NoError(t, err)
 	for _, bt := range totals {
-		require.Equal(t, bt.Budget.Used, bt.LedgerUsed, "budget %s", bt.Budget.ID)
+		require.Equal(t, bt.Budget.Used, bt.LedgerUsed, "used of budget %s", bt.Budget.ID)
+		require.Equal(t, bt.Budget.Held, bt.LedgerHeld, "held of budget %s", bt.Budget.ID)
 	}
 	return totals
 }

@@ -15,11 +15,27 @@ import (
 const maxWork = time.Minute
 
 // newHandler returns the API: POST /api/chat behind agentkey's middleware.
-func newHandler(svc *agentkey.Service) http.Handler {
+// By default the middleware holds each call's estimate (max_cost) before the
+// work and the handler settles the real cost; with chargeAfter, it only checks
+// that the key has budget left and the handler charges after the work.
+func newHandler(svc *agentkey.Service, chargeAfter bool) http.Handler {
+	opts := agentkey.MiddlewareOptions{Scope: "proxy.chat"}
+	if !chargeAfter {
+		opts.Estimate = estimate
+	}
 	mux := http.NewServeMux()
-	protect := svc.Middleware(agentkey.MiddlewareOptions{Scope: "proxy.chat"})
-	mux.Handle("POST /api/chat", protect(http.HandlerFunc(chat)))
+	mux.Handle("POST /api/chat", svc.Middleware(opts)(http.HandlerFunc(chat)))
 	return mux
+}
+
+// estimate is the most a call may cost: its max_cost parameter, in cents,
+// or its cost when max_cost is absent.
+func estimate(r *http.Request) (agentkey.Money, error) {
+	if s := r.URL.Query().Get("max_cost"); s != "" {
+		return parseCents(s)
+	}
+	cost, _, err := parseCall(r)
+	return cost, err
 }
 
 // chat stands in for a model call whose cost comes from the request.
@@ -36,6 +52,7 @@ func chat(w http.ResponseWriter, r *http.Request) {
 		return // the client left before the work was done; nothing to bill
 	}
 
+	// With a hold, Charge settles it at the real cost; without, it charges.
 	res, err := agentkey.Charge(r.Context(), cost)
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "charge_failed"})
@@ -52,6 +69,9 @@ func chat(w http.ResponseWriter, r *http.Request) {
 	body := map[string]any{"reply": "Hello from the model.", "charged": res.Charged}
 	if limited {
 		body["remaining"] = remaining
+	}
+	if res.Overrun > 0 {
+		body["overrun"] = res.Overrun // cost above max_cost that did not fit the budget
 	}
 	writeJSON(w, http.StatusOK, body)
 }

@@ -6,8 +6,11 @@
 //	go run ./examples/quickstart               # serves on :8080
 //	curl -X POST -H "Authorization: Bearer ak_..." 'localhost:8080/api/chat?cost=2.5'
 //
-// Query parameters: cost, the call's cost in cents (decimal, default 1), and
+// Query parameters: cost, the call's cost in cents (decimal, default 1);
+// max_cost, the most it may cost, held before the work (default: cost); and
 // work_ms, how long the simulated call takes (default 0, at most 60000).
+// With -charge-after, nothing is held: the budget is checked before the work
+// and the cost charged after it.
 //
 // It keeps its data in quickstart.db (SQLite) unless DATABASE_URL names a
 // PostgreSQL database, and listens on ADDR (default :8080).
@@ -46,6 +49,8 @@ func run(ctx context.Context, args []string, stdout io.Writer, getenv func(strin
 	flags := flag.NewFlagSet("quickstart", flag.ContinueOnError)
 	newKey := flags.String("new-key", "", "print a new key with this monthly budget in dollars, then exit")
 	dbPath := flags.String("db", "quickstart.db", "SQLite file, when DATABASE_URL is not set")
+	chargeAfter := flags.Bool("charge-after", false,
+		"check the budget before the work and charge after it, instead of holding max_cost first")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -71,7 +76,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, getenv func(strin
 	if addr == "" {
 		addr = ":8080"
 	}
-	srv := &http.Server{Addr: addr, Handler: newHandler(svc), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Addr: addr, Handler: newHandler(svc, *chargeAfter), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -33,7 +33,7 @@ func TestQuickstart(t *testing.T) {
 	svc, err := agentkey.New(store, agentkey.Config{})
 	require.NoError(t, err)
 	t.Cleanup(func() { svc.Close(ctx) })
-	srv := httptest.NewServer(newHandler(svc))
+	srv := httptest.NewServer(newHandler(svc, false))
 	t.Cleanup(srv.Close)
 
 	call := func(query, key string) (int, map[string]any) {

@@ -9,20 +9,32 @@ import (
 	"github.com/agentkey-go/agentkey"
 )
 
-// Benchmark measures a store through the Service: Validate, charges on one hot
-// key, and charges spread over 1,000 keys. The parallel benchmarks run
+// Benchmark measures a store through the Service: Validate, charges and
+// reserve+settle pairs on one hot key and spread over 1,000 keys, each key at
+// the bottom of a three-level tree (organisation, team, key) with a budget at
+// every level. The parallel benchmarks run
 // GOMAXPROCS goroutines by default; -cpu or SetParallelism raise the
 // concurrency.
 func Benchmark(b *testing.B, newStore func(b *testing.B) agentkey.Store) {
 	ctx := context.Background()
-	setup := func(b *testing.B, keys int) (*agentkey.Service, []string) {
+	// setup makes keys in a three-level tree (an organisation, a team, the
+	// keys), every level with a budget far from its limit.
+	setup := func(b *testing.B, keys int) (*agentkey.Service, []string, []string) {
 		b.Helper()
 		svc, err := agentkey.New(newStore(b), agentkey.Config{})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = svc.Close(ctx) })
-		secrets := make([]string, keys)
+		huge := []agentkey.BudgetSpec{{Limit: agentkey.MaxMoney / 2, Period: agentkey.PeriodMonth}}
+		if _, err := svc.CreateAccount(ctx, agentkey.AccountParams{ID: "org_bench", Budgets: huge}); err != nil {
+			b.Fatal(err)
+		}
+		_, err = svc.CreateAccount(ctx, agentkey.AccountParams{ID: "acct_bench", ParentID: "org_bench", Budgets: huge})
+		if err != nil {
+			b.Fatal(err)
+		}
+		secrets, ids := make([]string, keys), make([]string, keys)
 		for i := range secrets {
 			ck, err := svc.CreateKey(ctx, agentkey.CreateKeyParams{
 				AccountID: "acct_bench",
@@ -32,9 +44,19 @@ func Benchmark(b *testing.B, newStore func(b *testing.B) agentkey.Store) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			secrets[i] = ck.Secret
+			secrets[i], ids[i] = ck.Secret, ck.Key.ID
 		}
-		return svc, secrets
+		return svc, secrets, ids
+	}
+	reserveSettle := func(b *testing.B, svc *agentkey.Service, keyID string) {
+		res, err := svc.Reserve(ctx, keyID, 2*agentkey.Cent)
+		if err != nil || !res.OK() {
+			b.Errorf("reserve: %v %q", err, res.Reason)
+			return
+		}
+		if _, err := svc.Settle(ctx, res.Hold.ID, agentkey.Cent); err != nil {
+			b.Errorf("settle: %v", err)
+		}
 	}
 	charge := func(b *testing.B, svc *agentkey.Service, secret string) {
 		res, err := svc.TrackUsage(ctx, secret, agentkey.Cent)
@@ -44,7 +66,7 @@ func Benchmark(b *testing.B, newStore func(b *testing.B) agentkey.Store) {
 	}
 
 	b.Run("Validate", func(b *testing.B) {
-		svc, secrets := setup(b, 1000)
+		svc, secrets, _ := setup(b, 1000)
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
@@ -57,7 +79,7 @@ func Benchmark(b *testing.B, newStore func(b *testing.B) agentkey.Store) {
 	})
 
 	b.Run("ChargeHotKey", func(b *testing.B) {
-		svc, secrets := setup(b, 1)
+		svc, secrets, _ := setup(b, 1)
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
@@ -67,7 +89,7 @@ func Benchmark(b *testing.B, newStore func(b *testing.B) agentkey.Store) {
 	})
 
 	b.Run("ChargeSpread1000Keys", func(b *testing.B) {
-		svc, secrets := setup(b, 1000)
+		svc, secrets, _ := setup(b, 1000)
 		var next atomic.Int64
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
@@ -77,8 +99,29 @@ func Benchmark(b *testing.B, newStore func(b *testing.B) agentkey.Store) {
 		})
 	})
 
+	b.Run("ReserveSettleHotKey", func(b *testing.B) {
+		svc, _, ids := setup(b, 1)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				reserveSettle(b, svc, ids[0])
+			}
+		})
+	})
+
+	b.Run("ReserveSettleSpread1000Keys", func(b *testing.B) {
+		svc, _, ids := setup(b, 1000)
+		var next atomic.Int64
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				reserveSettle(b, svc, ids[next.Add(1)%int64(len(ids))])
+			}
+		})
+	})
+
 	b.Run("ChargeSerial", func(b *testing.B) {
-		svc, secrets := setup(b, 1)
+		svc, secrets, _ := setup(b, 1)
 		b.ResetTimer()
 		for b.Loop() {
 			charge(b, svc, secrets[0])

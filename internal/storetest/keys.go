@@ -124,6 +124,8 @@ func testKeys(t *testing.T, h Harness) {
 			"NegativeLimit":  {AccountID: "a", Budgets: []agentkey.BudgetSpec{{Limit: -1}}},
 			"UnknownPeriod":  {AccountID: "a", Budgets: []agentkey.BudgetSpec{{Limit: 1, Period: "year"}}},
 			"NegativeExpiry": {AccountID: "a", ExpiresIn: -time.Hour},
+			"DuplicatePeriod": {AccountID: "a", Budgets: []agentkey.BudgetSpec{
+				{Limit: 1, Period: agentkey.PeriodDay}, {Limit: 2, Period: agentkey.PeriodDay}}},
 		} {
 			_, err := e.svc.CreateKey(e.ctx, p)
 			require.ErrorIs(t, err, agentkey.ErrInvalidArgument, name)

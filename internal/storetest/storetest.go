@@ -38,6 +38,8 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Periods", func(t *testing.T) { testPeriods(t, h) })
 	t.Run("Ledger", func(t *testing.T) { testLedger(t, h) })
 	t.Run("Middleware", func(t *testing.T) { testMiddleware(t, h) })
+	t.Run("Tree", func(t *testing.T) { testTree(t, h) })
+	t.Run("Holds", func(t *testing.T) { testHolds(t, h) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, h) })
 }
 

@@ -1,0 +1,407 @@
+package akclerk_test
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/agentkey-go/agentkey"
+	"github.com/agentkey-go/agentkey/akclerk"
+	"github.com/agentkey-go/agentkey/internal/clerkemu"
+)
+
+// TestVerifierCache checks the verification cache of both credential types.
+func TestVerifierCache(t *testing.T) {
+	t.Parallel()
+	for _, ct := range credentialTypes {
+		t.Run(ct.name, func(t *testing.T) {
+			t.Parallel()
+			testVerifierCache(t, ct)
+		})
+	}
+}
+
+func testVerifierCache(t *testing.T, ct credentialType) {
+	// verify verifies credential and checks the answer and the number of
+	// calls Clerk has received so far.
+	verify := func(t *testing.T, e *env, credential string, want agentkey.Reason, calls int) {
+		t.Helper()
+		got, err := ct.verify(t.Context(), e.verifier, credential)
+		require.NoError(t, err)
+		require.Equal(t, want, got)
+		require.Equal(t, calls, e.emu.Calls(ct.path), "calls to Clerk")
+	}
+	// added returns a new credential known to e's emulator.
+	added := func(e *env) string {
+		secret := newSecret()
+		ct.add(e.emu, secret, ct.subject(), "")
+		return secret
+	}
+
+	t.Run("OneCallForConcurrentVerifications", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil, akclerk.VerifierConfig{})
+		secret := added(e)
+		// Latency keeps the call in flight while the verifications arrive.
+		e.emu.SetLatency(50 * time.Millisecond)
+
+		var (
+			wg  sync.WaitGroup
+			bad atomic.Int32
+		)
+		for range 1000 {
+			wg.Go(func() {
+				if reason, err := ct.verify(t.Context(), e.verifier, secret); err != nil || reason != "" {
+					bad.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		require.Zero(t, bad.Load())
+		require.Equal(t, 1, e.emu.Calls(ct.path))
+	})
+
+	t.Run("ValidCachedForTTL", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil, akclerk.VerifierConfig{CacheTTL: time.Minute})
+		secret := added(e)
+		verify(t, e, secret, "", 1)
+
+		ct.revoke(e.emu, secret)
+		e.clock.Advance(time.Minute - time.Millisecond)
+		verify(t, e, secret, "", 1)
+		e.clock.Advance(time.Millisecond)
+		verify(t, e, secret, agentkey.ReasonRevoked, 2)
+	})
+
+	t.Run("NegativeCachedForNegativeTTL", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil, akclerk.VerifierConfig{})
+		secret := newSecret()
+		verify(t, e, secret, agentkey.ReasonInvalidKey, 1)
+
+		ct.add(e.emu, secret, ct.subject(), "") // created in Clerk meanwhile
+		e.clock.Advance(akclerk.DefaultNegativeCacheTTL - time.Millisecond)
+		verify(t, e, secret, agentkey.ReasonInvalidKey, 1)
+		e.clock.Advance(time.Millisecond)
+		verify(t, e, secret, "", 2)
+	})
+
+	t.Run("RevokedCachedAsNegative", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil, akclerk.VerifierConfig{})
+		secret := added(e)
+		ct.revoke(e.emu, secret)
+		verify(t, e, secret, agentkey.ReasonRevoked, 1)
+		verify(t, e, secret, agentkey.ReasonRevoked, 1)
+
+		ct.add(e.emu, secret, ct.subject(), "") // the emulator can un-revoke
+		e.clock.Advance(akclerk.DefaultNegativeCacheTTL)
+		verify(t, e, secret, "", 2)
+	})
+
+	t.Run("ExpiredCachedAsNegative", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil, akclerk.VerifierConfig{})
+		secret := added(e)
+		ct.expire(e.emu, secret)
+		verify(t, e, secret, agentkey.ReasonExpired, 1)
+		verify(t, e, secret, agentkey.ReasonExpired, 1)
+	})
+
+	t.Run("ExpirationShortensTTL", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil, akclerk.VerifierConfig{CacheTTL: time.Hour})
+		secret := newSecret()
+		exp := e.clock.Now().Add(10 * time.Second)
+		if ct.name == apiKeys.name {
+			e.emu.AddAPIKey(secret, clerkemu.APIKey{Subject: ct.subject(), Expiration: &exp})
+		} else {
+			e.emu.AddM2MToken(secret, clerkemu.M2MToken{Subject: ct.subject(), Expiration: &exp})
+		}
+		verify(t, e, secret, "", 1)
+
+		e.clock.Advance(10*time.Second - time.Millisecond)
+		verify(t, e, secret, "", 1)
+		e.clock.Advance(time.Millisecond)
+		// The emulator's clock has not reached the expiration; ours has.
+		verify(t, e, secret, agentkey.ReasonExpired, 2)
+	})
+
+	t.Run("PurgeTakesEffectAtOnce", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil, akclerk.VerifierConfig{})
+		secret, other := added(e), added(e)
+		verify(t, e, secret, "", 1)
+		verify(t, e, other, "", 2)
+
+		ct.revoke(e.emu, secret)
+		e.verifier.Purge(secret)
+		verify(t, e, secret, agentkey.ReasonRevoked, 3)
+		verify(t, e, other, "", 3)
+	})
+
+	t.Run("PurgeSubject", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil, akclerk.VerifierConfig{})
+		subject, other := ct.subject(), ct.subject()
+		a, b, c := newSecret(), newSecret(), newSecret()
+		ct.add(e.emu, a, subject, "")
+		ct.add(e.emu, b, subject, "")
+		ct.add(e.emu, c, other, "")
+		verify(t, e, a, "", 1)
+		verify(t, e, b, "", 2)
+		verify(t, e, c, "", 3)
+
+		ct.revoke(e.emu, a)
+		ct.revoke(e.emu, b)
+		e.verifier.PurgeSubject(subject)
+		verify(t, e, a, agentkey.ReasonRevoked, 4)
+		verify(t, e, b, agentkey.ReasonRevoked, 5)
+		verify(t, e, c, "", 5)
+	})
+
+	// Regression test: a verification in flight when Purge is called must not
+	// put its answer, fetched before the purge, back into the cache.
+	t.Run("PurgeDuringVerificationNotCached", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil, akclerk.VerifierConfig{})
+		secret := added(e)
+		e.emu.SetLatency(200 * time.Millisecond)
+
+		done := make(chan error, 1)
+		go func() {
+			_, err := ct.verify(context.Background(), e.verifier, secret)
+			done <- err
+		}()
+		require.Eventually(t, func() bool { return e.emu.Calls(ct.path) == 1 },
+			time.Second, time.Millisecond)
+		e.verifier.Purge(secret)
+		require.NoError(t, <-done)
+
+		e.emu.SetLatency(0)
+		verify(t, e, secret, "", 2)
+	})
+
+	// Regression test: a verification that starts after Purge must not wait
+	// for the answer of a call made before it, which may be stale.
+	t.Run("PurgeDuringVerificationNotJoined", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil, akclerk.VerifierConfig{})
+		secret := added(e)
+		e.emu.SetLatency(200 * time.Millisecond)
+
+		done := make(chan error, 1)
+		go func() {
+			_, err := ct.verify(context.Background(), e.verifier, secret)
+			done <- err
+		}()
+		require.Eventually(t, func() bool { return e.emu.Calls(ct.path) == 1 },
+			time.Second, time.Millisecond)
+		e.verifier.PurgeSubject("user_nobody") // any purge starts a new generation
+		verify(t, e, secret, "", 2)
+		require.NoError(t, <-done)
+	})
+
+	t.Run("FaultsNotCached", func(t *testing.T) {
+		t.Parallel()
+		faults := []struct {
+			name          string
+			inject, clear func(e *env)
+		}{
+			{"Clerk500", failing(500), failing(0)},
+			{"Clerk502", failing(502), failing(0)},
+			{"Clerk503", failing(503), failing(0)},
+			{"Clerk429", rateLimiting(time.Second), rateLimiting(0)},
+			{"Timeout", func(e *env) { e.emu.Hang(true) }, func(e *env) { e.emu.Hang(false) }},
+		}
+		for _, f := range faults {
+			t.Run(f.name, func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, nil, akclerk.VerifierConfig{Timeout: 100 * time.Millisecond})
+				secret := added(e)
+
+				f.inject(e)
+				_, err := ct.verify(t.Context(), e.verifier, secret)
+				require.Error(t, err)
+				require.NotContains(t, err.Error(), secret, "the secret is never in an error")
+				f.clear(e)
+
+				verify(t, e, secret, "", 2)
+			})
+		}
+	})
+
+	t.Run("WrongInstanceKeyIsAFault", func(t *testing.T) {
+		t.Parallel()
+		emu := clerkemu.New("sk_test_right")
+		t.Cleanup(emu.Close)
+		v, err := akclerk.NewVerifier(akclerk.VerifierConfig{
+			APIURL: emu.URL(), SecretKey: "sk_test_wrong",
+		})
+		require.NoError(t, err)
+		t.Cleanup(v.Close)
+
+		_, err = ct.verify(t.Context(), v, newSecret())
+		require.Error(t, err, "Clerk's 401 is our misconfiguration, not the caller's bad key")
+	})
+
+	t.Run("LRUEviction", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil, akclerk.VerifierConfig{CacheSize: 2})
+		a, b, c := added(e), added(e), added(e)
+		verify(t, e, a, "", 1)
+		verify(t, e, b, "", 2)
+		verify(t, e, a, "", 2) // a is now the most recently used
+		verify(t, e, c, "", 3) // evicts b
+		verify(t, e, a, "", 3)
+		verify(t, e, c, "", 3)
+		verify(t, e, b, "", 4)
+	})
+
+	t.Run("DisableCache", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil, akclerk.VerifierConfig{DisableCache: true})
+		secret := added(e)
+		verify(t, e, secret, "", 1)
+		verify(t, e, secret, "", 2)
+		verify(t, e, newSecret(), agentkey.ReasonInvalidKey, 3)
+	})
+
+	t.Run("CallerLeavingDoesNotFailOthers", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil, akclerk.VerifierConfig{})
+		secret := added(e)
+		e.emu.SetLatency(200 * time.Millisecond)
+
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+		defer cancel()
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			_, err := ct.verify(ctx, e.verifier, secret)
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+		})
+		require.Eventually(t, func() bool { return e.emu.Calls(ct.path) == 1 },
+			time.Second, time.Millisecond)
+		verify(t, e, secret, "", 1) // joins the call the first caller left
+		wg.Wait()
+	})
+}
+
+// failing returns a function making e's emulator fail with status, or stop
+// failing when status is zero.
+func failing(status int) func(e *env) {
+	return func(e *env) { e.emu.FailWith(status) }
+}
+
+// rateLimiting returns a function making e's emulator answer 429, or stop
+// when retryAfter is zero.
+func rateLimiting(retryAfter time.Duration) func(e *env) {
+	return func(e *env) { e.emu.RateLimit(retryAfter) }
+}
+
+// TestVerifierConfig checks the validation of a VerifierConfig.
+func TestVerifierConfig(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		cfg  akclerk.VerifierConfig
+		want string
+	}{
+		{"NoSecretKey", akclerk.VerifierConfig{}, "SecretKey"},
+		{"RelativeURL", akclerk.VerifierConfig{SecretKey: "sk", APIURL: "/v1"}, "APIURL"},
+		{"OtherScheme", akclerk.VerifierConfig{SecretKey: "sk", APIURL: "ftp://x/v1"}, "APIURL"},
+		{"NegativeTimeout", akclerk.VerifierConfig{SecretKey: "sk", Timeout: -1}, "Timeout"},
+		{"NegativeTTL", akclerk.VerifierConfig{SecretKey: "sk", CacheTTL: -1}, "CacheTTL"},
+		{"NegativeNegativeTTL", akclerk.VerifierConfig{SecretKey: "sk", NegativeCacheTTL: -1},
+			"NegativeCacheTTL"},
+		{"NegativeSize", akclerk.VerifierConfig{SecretKey: "sk", CacheSize: -1}, "CacheSize"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := akclerk.NewVerifier(tc.cfg)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+
+	v, err := akclerk.NewVerifier(akclerk.VerifierConfig{SecretKey: "sk_test_x"})
+	require.NoError(t, err, "the zero value with a secret key is usable")
+	v.Close()
+}
+
+// TestConfigFromEnv checks the environment variables the examples and the
+// binary share.
+func TestConfigFromEnv(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"CLERK_SECRET_KEY": "sk_test_env",
+		"CLERK_API_URL":    "http://localhost:1/v1",
+	}
+	cfg := akclerk.ConfigFromEnv(func(k string) string { return env[k] })
+	require.Equal(t, "sk_test_env", cfg.SecretKey)
+	require.Equal(t, "http://localhost:1/v1", cfg.APIURL)
+
+	cfg = akclerk.ConfigFromEnv(func(string) string { return "" })
+	require.Empty(t, cfg.APIURL, "unset means Clerk's own URL, filled in by NewVerifier")
+}
+
+// TestMachineSecretKey checks that M2M verification can authenticate with a
+// machine's secret key rather than the instance's.
+func TestMachineSecretKey(t *testing.T) {
+	t.Parallel()
+	emu := clerkemu.New("sk_test_instance")
+	t.Cleanup(emu.Close)
+	emu.AddMachineSecretKey("ak_machine_secret")
+	emu.AddM2MToken("mt_token", clerkemu.M2MToken{Subject: "mch_worker"})
+
+	v, err := akclerk.NewVerifier(akclerk.VerifierConfig{
+		APIURL: emu.URL(), SecretKey: "sk_test_not_this_one", MachineSecretKey: "ak_machine_secret",
+	})
+	require.NoError(t, err)
+	t.Cleanup(v.Close)
+
+	res, err := v.VerifyM2MToken(t.Context(), "mt_token")
+	require.NoError(t, err)
+	require.True(t, res.OK())
+	require.Equal(t, "mch_worker", res.M2MToken.Subject)
+	require.Nil(t, res.M2MToken.Response, "the raw response is not kept")
+}
+
+// TestVerification checks what the verifications report.
+func TestVerification(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil, akclerk.VerifierConfig{})
+	e.emu.AddAPIKey("ak_ok", clerkemu.APIKey{
+		ID: "ak_id", Subject: "user_1", Claims: []byte(`{"tier":"pro"}`),
+	})
+	e.emu.AddAPIKey("ak_revoked", clerkemu.APIKey{ID: "ak_rev", Subject: "user_1", Revoked: true})
+
+	res, err := e.verifier.VerifyAPIKey(t.Context(), "ak_ok")
+	require.NoError(t, err)
+	require.True(t, res.OK())
+	require.Equal(t, "ak_id", res.APIKey.ID)
+	require.JSONEq(t, `{"tier":"pro"}`, string(res.APIKey.Claims))
+
+	res, err = e.verifier.VerifyAPIKey(t.Context(), "ak_revoked")
+	require.NoError(t, err)
+	require.False(t, res.OK())
+	require.Equal(t, agentkey.ReasonRevoked, res.Reason)
+	require.Equal(t, "ak_rev", res.APIKey.ID, "a revoked key is still described")
+
+	res, err = e.verifier.VerifyAPIKey(t.Context(), "ak_unknown")
+	require.NoError(t, err)
+	require.Equal(t, agentkey.ReasonInvalidKey, res.Reason)
+	require.Nil(t, res.APIKey)
+
+	tok, err := e.verifier.VerifyM2MToken(t.Context(), "ak_ok")
+	require.NoError(t, err)
+	require.Equal(t, agentkey.ReasonInvalidKey, tok.Reason, "an API key is not an M2M token")
+
+	e.emu.FailWith(http.StatusNotFound)
+	_, err = e.verifier.VerifyAPIKey(t.Context(), "ak_other")
+	require.NoError(t, err, "404 is a rejection, not a fault")
+}

@@ -1,0 +1,62 @@
+package akcli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentkey-go/agentkey/akserver"
+)
+
+func (c *cli) serviceTokensCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "service-tokens",
+		Short: "Create and revoke the tokens that services use for the decision API",
+		Long: `A service token authenticates a service calling the decision API (/v1/...).
+Each has a name; create one per calling service, so that one can be revoked
+alone.`,
+	}
+	group(cmd)
+
+	var quiet bool
+	create := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a service token and print it, once",
+		Args:  args("name"),
+	}
+	create.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the token")
+	create.RunE = func(cmd *cobra.Command, argv []string) error {
+		return c.withApp(cmd.Context(), func(a *app) error {
+			token, err := akserver.CreateServiceToken(cmd.Context(), a.store, argv[0])
+			if err != nil {
+				return inputError(fmt.Errorf("create service token %s: %w", argv[0], err))
+			}
+			if quiet {
+				_, err = fmt.Fprintln(c.stdout, token)
+			} else {
+				_, err = fmt.Fprintf(c.stdout, "service token %s: %s\n", argv[0], token)
+			}
+			return err
+		})
+	}
+
+	revoke := &cobra.Command{
+		Use:   "revoke NAME",
+		Short: "Revoke a service token",
+		Long: `Revoke a service token. Running servers keep accepting it for up to 30
+seconds, the time they cache a verified token.`,
+		Args: args("name"),
+	}
+	revoke.RunE = func(cmd *cobra.Command, argv []string) error {
+		return c.withApp(cmd.Context(), func(a *app) error {
+			if err := akserver.RevokeServiceToken(cmd.Context(), a.store, argv[0]); err != nil {
+				return inputError(fmt.Errorf("revoke service token %s: %w", argv[0], err))
+			}
+			_, err := fmt.Fprintf(c.stdout, "revoked service token %s\n", argv[0])
+			return err
+		})
+	}
+
+	cmd.AddCommand(create, revoke)
+	return cmd
+}

@@ -1,0 +1,245 @@
+package akserver
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agentkey-go/agentkey"
+)
+
+// ledgerPage is a page of ledger entries; Next, when set, is the after of
+// the next page.
+type ledgerPage struct {
+	Entries []agentkey.Entry `json:"entries"`
+	Next    string           `json:"next,omitempty"`
+}
+
+// csvPageSize is how many entries the CSV export reads at a time.
+const csvPageSize = 1000
+
+// ledger answers GET /admin/v1/ledger: entries filtered by key_id (or
+// subject), account_id, budget_id, since and until (RFC 3339), paged by after
+// and limit, as JSON, or as CSV with ?format=csv or Accept: text/csv. The CSV
+// export streams every page; limit, if given, caps its rows.
+func (s *Server) ledger(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := agentkey.LedgerFilter{KeyID: q.Get("key_id"), AccountID: q.Get("account_id"),
+		BudgetID: q.Get("budget_id")}
+	var err error
+	if f.Since, err = parseTime("since", q.Get("since")); err != nil {
+		return err
+	}
+	if f.Until, err = parseTime("until", q.Get("until")); err != nil {
+		return err
+	}
+	if v := q.Get("after"); v != "" {
+		if f.AfterID, err = strconv.ParseInt(v, 10, 64); err != nil || f.AfterID < 0 {
+			return invalid("after %q: want an entry id, a whole number", truncate(v, 20))
+		}
+	}
+
+	asCSV := false
+	switch format := q.Get("format"); format {
+	case "":
+		asCSV = strings.Contains(r.Header.Get("Accept"), "text/csv")
+	case "csv":
+		asCSV = true
+	case "json":
+	default:
+		return invalid("format %q: want json or csv", truncate(format, 20))
+	}
+	limit, err := queryLimit(r, 100, 10_000)
+	if err != nil {
+		return err
+	}
+	if asCSV && q.Get("limit") == "" {
+		limit = 0 // every entry
+	}
+
+	if subject := q.Get("subject"); subject != "" {
+		if f.KeyID != "" {
+			return invalid("give key_id or subject, not both")
+		}
+		k, err := s.store.Key(r.Context(), agentkey.KeyQuery{Subject: subject})
+		switch {
+		case errors.Is(err, agentkey.ErrNotFound):
+			// An unknown subject has no entries; ids never have spaces.
+			f.KeyID = " "
+		case err != nil:
+			return err
+		default:
+			f.KeyID = k.ID
+		}
+	}
+
+	if asCSV {
+		return s.ledgerCSV(w, r, f, limit)
+	}
+	f.Limit = limit
+	entries, err := s.svc.Ledger(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	page := ledgerPage{Entries: entries}
+	if len(entries) == limit {
+		page.Next = strconv.FormatInt(entries[len(entries)-1].ID, 10)
+	}
+	if page.Entries == nil {
+		page.Entries = []agentkey.Entry{}
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+// ledgerColumns are the CSV export's columns.
+var ledgerColumns = []string{"id", "created_at", "op_id", "kind", "budget_id", "key_id",
+	"account_id", "hold_id", "amount", "period_start", "idempotency_key", "metadata"}
+
+// ledgerCSV streams the entries f selects, up to limit (0: all), as CSV. A
+// failure after the first page has gone out aborts the response, so that the
+// client sees a broken transfer rather than a short file.
+func (s *Server) ledgerCSV(w http.ResponseWriter, r *http.Request, f agentkey.LedgerFilter,
+	limit int,
+) error {
+	ctx := r.Context()
+	f.Limit = csvPageSize
+	if limit > 0 {
+		f.Limit = min(limit, csvPageSize)
+	}
+	entries, err := s.svc.Ledger(ctx, f)
+	if err != nil {
+		return err
+	}
+
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="ledger.csv"`)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	cw := csv.NewWriter(w)
+	_ = cw.Write(ledgerColumns)
+
+	written := 0
+	row := make([]string, len(ledgerColumns))
+	for {
+		for _, e := range entries {
+			_ = cw.Write(entryRow(row, e))
+		}
+		written += len(entries)
+		cw.Flush()
+		if err := cw.Error(); err != nil {
+			return nil // the client went away
+		}
+		_ = http.NewResponseController(w).Flush()
+
+		if len(entries) < f.Limit || limit > 0 && written >= limit {
+			return nil
+		}
+		f.AfterID = entries[len(entries)-1].ID
+		if limit > 0 {
+			f.Limit = min(limit-written, csvPageSize)
+		}
+		if entries, err = s.svc.Ledger(ctx, f); err != nil {
+			s.log.ErrorContext(ctx, "ledger export", logErr, err)
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+// entryRow fills row with e's columns.
+func entryRow(row []string, e agentkey.Entry) []string {
+	md := ""
+	if e.Metadata != nil {
+		b, _ := json.Marshal(e.Metadata)
+		md = string(b)
+	}
+	row[0] = strconv.FormatInt(e.ID, 10)
+	row[1] = e.CreatedAt.UTC().Format(time.RFC3339Nano)
+	row[2] = e.OpID
+	row[3] = string(e.Kind)
+	row[4] = e.BudgetID
+	row[5] = e.KeyID
+	row[6] = e.AccountID
+	row[7] = e.HoldID
+	row[8] = e.Amount.String()
+	row[9] = e.PeriodStart.UTC().Format(time.RFC3339Nano)
+	row[10] = defuse(e.IdempotencyKey)
+	row[11] = defuse(md)
+	return row
+}
+
+// defuse keeps a spreadsheet from running a caller's text as a formula, by
+// quoting a value that starts like one (OWASP, CSV injection).
+func defuse(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}
+
+// auditReport is the answer of GET /admin/v1/audit.
+type auditReport struct {
+	agentkey.AuditReport
+	// Clean is set when no budget drifts from its ledger.
+	Clean bool `json:"clean"`
+}
+
+func (s *Server) audit(w http.ResponseWriter, r *http.Request) error {
+	rep, err := s.svc.Audit(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, auditReport{AuditReport: rep, Clean: rep.Clean()})
+	return nil
+}
+
+// tokenAnswer carries a token, shown this once.
+type tokenAnswer struct {
+	Name  string `json:"name,omitempty"`
+	Token string `json:"token"`
+}
+
+func (s *Server) rotateAdminToken(w http.ResponseWriter, r *http.Request) error {
+	token, err := RotateAdminToken(r.Context(), s.store)
+	if err != nil {
+		return err
+	}
+	s.log.InfoContext(r.Context(), "admin token rotated")
+	writeJSON(w, http.StatusOK, tokenAnswer{Token: token})
+	return nil
+}
+
+// serviceTokenRequest is the body of POST /admin/v1/service-tokens.
+type serviceTokenRequest struct {
+	Name string `json:"name"`
+}
+
+func (s *Server) createServiceToken(w http.ResponseWriter, r *http.Request) error {
+	var req serviceTokenRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	token, err := CreateServiceToken(r.Context(), s.store, req.Name)
+	if err != nil {
+		return err
+	}
+	s.log.InfoContext(r.Context(), "service token created", logService, req.Name)
+	writeJSON(w, http.StatusCreated, tokenAnswer{Name: req.Name, Token: token})
+	return nil
+}
+
+func (s *Server) revokeServiceToken(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	hash, err := revokeServiceToken(r.Context(), s.store, name)
+	if err != nil {
+		return err
+	}
+	s.tokens.forget(hash)
+	s.log.InfoContext(r.Context(), "service token revoked", logService, name)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
