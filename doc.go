@@ -63,6 +63,18 @@
 // held amounts are a cache of it, which Audit checks. A charge or hold with
 // WithIdempotencyKey is applied at most once.
 //
+// # Self-serve routes
+//
+// Service.SelfServe returns the reference's self-serve routes as an
+// http.Handler: POST /signup (an unauthenticated agent gets a short-lived key
+// on a fresh account of its own, with only the scopes the integrator allows,
+// rate-limited per client address), GET /sdk-keys/me (a key introspects
+// itself), POST /sdk-keys (a key mints another on its account, attenuated: no
+// scope it lacks, no larger budget, no later expiry) and DELETE
+// /sdk-keys/{id} (only keys of the caller's account). Every signup gets its
+// own account, even with an email: emails are not verified, so sharing an
+// account by email would let anyone act on someone else's keys.
+//
 // # HTTP
 //
 // The middleware answers:

@@ -37,17 +37,7 @@ func TestQuickstart(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	call := func(query, key string) (int, map[string]any) {
-		req, err := http.NewRequest(http.MethodPost, srv.URL+"/api/chat"+query, nil)
-		require.NoError(t, err)
-		if key != "" {
-			req.Header.Set("Authorization", "Bearer "+key)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		var body map[string]any
-		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
-		return resp.StatusCode, body
+		return post(t, srv.URL, query, key)
 	}
 
 	t.Run("ChargesTheCostInCents", func(t *testing.T) {
@@ -98,4 +88,74 @@ func TestQuickstart(t *testing.T) {
 		require.Equal(t, http.StatusTooManyRequests, code, "the budget is spent: the middleware refuses")
 		require.Equal(t, "budget_exceeded", body["error"])
 	})
+}
+
+func TestQuickstartModes(t *testing.T) {
+	ctx := context.Background()
+	store, err := aksqlite.Open(filepath.Join(t.TempDir(), "modes.db"), aksqlite.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { store.Close() })
+	require.NoError(t, store.Migrate(ctx))
+	svc, err := agentkey.New(store, agentkey.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { svc.Close(ctx) })
+
+	newKey := func(limit agentkey.Money) string {
+		ck, err := svc.CreateKey(ctx, agentkey.CreateKeyParams{AccountID: "a", Scopes: []string{"proxy.chat"},
+			Budgets: []agentkey.BudgetSpec{{Limit: limit, Period: agentkey.PeriodMonth}}})
+		require.NoError(t, err)
+		return ck.Secret
+	}
+
+	t.Run("HoldsMaxCost", func(t *testing.T) {
+		srv := httptest.NewServer(newHandler(svc, false))
+		t.Cleanup(srv.Close)
+		key := newKey(10 * agentkey.Cent)
+
+		code, body := post(t, srv.URL, "?max_cost=abc", key)
+		require.Equal(t, http.StatusBadRequest, code)
+		require.Equal(t, "invalid_estimate", body["error"])
+
+		// max_cost is what must fit before the work; cost is what is charged.
+		code, body = post(t, srv.URL, "?cost=2&max_cost=12", key)
+		require.Equal(t, http.StatusTooManyRequests, code, body)
+		code, body = post(t, srv.URL, "?cost=2&max_cost=8", key)
+		require.Equal(t, http.StatusOK, code, body)
+		require.Equal(t, "0.02", body["charged"])
+
+		// A cost above max_cost is charged as far as the budget has room.
+		code, body = post(t, srv.URL, "?cost=9&max_cost=1", key)
+		require.Equal(t, http.StatusOK, code, body)
+		require.Equal(t, "0.08", body["charged"])
+		require.Equal(t, "0.01", body["overrun"])
+	})
+
+	t.Run("ChargeAfterGivesWorkAway", func(t *testing.T) {
+		srv := httptest.NewServer(newHandler(svc, true))
+		t.Cleanup(srv.Close)
+		key := newKey(10 * agentkey.Cent)
+
+		code, body := post(t, srv.URL, "?cost=8", key)
+		require.Equal(t, http.StatusOK, code, body)
+		// Budget is left, so the request is admitted; the work runs, and its
+		// charge does not fit: this is the gap holds close.
+		code, body = post(t, srv.URL, "?cost=3", key)
+		require.Equal(t, http.StatusTooManyRequests, code, body)
+		require.Equal(t, "budget_exceeded", body["error"])
+	})
+}
+
+func post(t *testing.T, url, query, key string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/api/chat"+query, nil)
+	require.NoError(t, err)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var body map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+	return resp.StatusCode, body
 }

@@ -9,17 +9,19 @@ import (
 	"github.com/agentkey-go/agentkey"
 )
 
-// Benchmark measures a store through the Service: Validate, charges and
-// reserve+settle pairs on one hot key and spread over 1,000 keys, each key at
-// the bottom of a three-level tree (organisation, team, key) with a budget at
-// every level. The parallel benchmarks run
+// Benchmark measures a store through the Service: Validate; charges on one hot
+// key, spread over 1,000 flat keys, and spread over 1,000 keys of one team in a
+// three-level tree; reserve+settle pairs in that tree on one hot key and spread
+// over its 1,000 keys. The parallel benchmarks run
 // GOMAXPROCS goroutines by default; -cpu or SetParallelism raise the
 // concurrency.
 func Benchmark(b *testing.B, newStore func(b *testing.B) agentkey.Store) {
 	ctx := context.Background()
-	// setup makes keys in a three-level tree (an organisation, a team, the
-	// keys), every level with a budget far from its limit.
-	setup := func(b *testing.B, keys int) (*agentkey.Service, []string, []string) {
+	// setup makes keys with a budget far from its limit; with tree set, the
+	// keys sit in a three-level tree (an organisation, a team, the keys) with
+	// a budget at every level, so that every operation also locks the two
+	// accounts' budgets that all keys share.
+	setup := func(b *testing.B, keys int, tree bool) (*agentkey.Service, []string, []string) {
 		b.Helper()
 		svc, err := agentkey.New(newStore(b), agentkey.Config{})
 		if err != nil {
@@ -27,19 +29,23 @@ func Benchmark(b *testing.B, newStore func(b *testing.B) agentkey.Store) {
 		}
 		b.Cleanup(func() { _ = svc.Close(ctx) })
 		huge := []agentkey.BudgetSpec{{Limit: agentkey.MaxMoney / 2, Period: agentkey.PeriodMonth}}
-		if _, err := svc.CreateAccount(ctx, agentkey.AccountParams{ID: "org_bench", Budgets: huge}); err != nil {
-			b.Fatal(err)
-		}
-		_, err = svc.CreateAccount(ctx, agentkey.AccountParams{ID: "acct_bench", ParentID: "org_bench", Budgets: huge})
-		if err != nil {
-			b.Fatal(err)
+		if tree {
+			_, err := svc.CreateAccount(ctx, agentkey.AccountParams{ID: "org_bench", Budgets: huge})
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, err = svc.CreateAccount(ctx, agentkey.AccountParams{ID: "acct_bench", ParentID: "org_bench",
+				Budgets: huge})
+			if err != nil {
+				b.Fatal(err)
+			}
 		}
 		secrets, ids := make([]string, keys), make([]string, keys)
 		for i := range secrets {
 			ck, err := svc.CreateKey(ctx, agentkey.CreateKeyParams{
 				AccountID: "acct_bench",
 				Scopes:    []string{"proxy.chat"},
-				Budgets:   []agentkey.BudgetSpec{{Limit: agentkey.MaxMoney / 2, Period: agentkey.PeriodMonth}},
+				Budgets:   huge,
 			})
 			if err != nil {
 				b.Fatal(err)
@@ -66,7 +72,7 @@ func Benchmark(b *testing.B, newStore func(b *testing.B) agentkey.Store) {
 	}
 
 	b.Run("Validate", func(b *testing.B) {
-		svc, secrets, _ := setup(b, 1000)
+		svc, secrets, _ := setup(b, 1000, false)
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
@@ -79,7 +85,7 @@ func Benchmark(b *testing.B, newStore func(b *testing.B) agentkey.Store) {
 	})
 
 	b.Run("ChargeHotKey", func(b *testing.B) {
-		svc, secrets, _ := setup(b, 1)
+		svc, secrets, _ := setup(b, 1, false)
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
@@ -88,19 +94,25 @@ func Benchmark(b *testing.B, newStore func(b *testing.B) agentkey.Store) {
 		})
 	})
 
-	b.Run("ChargeSpread1000Keys", func(b *testing.B) {
-		svc, secrets, _ := setup(b, 1000)
-		var next atomic.Int64
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				charge(b, svc, secrets[next.Add(1)%int64(len(secrets))])
-			}
+	for _, tree := range []bool{false, true} {
+		name := "ChargeSpread1000Keys"
+		if tree {
+			name += "Tree"
+		}
+		b.Run(name, func(b *testing.B) {
+			svc, secrets, _ := setup(b, 1000, tree)
+			var next atomic.Int64
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					charge(b, svc, secrets[next.Add(1)%int64(len(secrets))])
+				}
+			})
 		})
-	})
+	}
 
-	b.Run("ReserveSettleHotKey", func(b *testing.B) {
-		svc, _, ids := setup(b, 1)
+	b.Run("ReserveSettleHotKeyTree", func(b *testing.B) {
+		svc, _, ids := setup(b, 1, true)
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
@@ -109,8 +121,8 @@ func Benchmark(b *testing.B, newStore func(b *testing.B) agentkey.Store) {
 		})
 	})
 
-	b.Run("ReserveSettleSpread1000Keys", func(b *testing.B) {
-		svc, _, ids := setup(b, 1000)
+	b.Run("ReserveSettleSpread1000KeysTree", func(b *testing.B) {
+		svc, _, ids := setup(b, 1000, true)
 		var next atomic.Int64
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
@@ -121,7 +133,7 @@ func Benchmark(b *testing.B, newStore func(b *testing.B) agentkey.Store) {
 	})
 
 	b.Run("ChargeSerial", func(b *testing.B) {
-		svc, secrets, _ := setup(b, 1)
+		svc, secrets, _ := setup(b, 1, false)
 		b.ResetTimer()
 		for b.Loop() {
 			charge(b, svc, secrets[0])
