@@ -4,6 +4,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/agentkey-go/agentkey"
@@ -12,25 +14,44 @@ import (
 	"github.com/agentkey-go/agentkey/internal/storetest"
 )
 
+// TestConformance runs the conformance suite in pgx's default query exec
+// mode, and in the two modes that suit a connection pooler in transaction
+// mode, which send parameters without preparing statements.
 func TestConformance(t *testing.T) {
+	modes := []pgx.QueryExecMode{
+		pgx.QueryExecModeCacheStatement,
+		pgx.QueryExecModeExec,
+		pgx.QueryExecModeSimpleProtocol,
+	}
+	for _, mode := range modes {
+		t.Run(mode.String(), func(t *testing.T) {
+			runConformance(t, func(t *testing.T, url string) *pgxpool.Pool {
+				return newPoolMode(t, url, mode)
+			})
+		})
+	}
+}
+
+func runConformance(t *testing.T, pool func(t *testing.T, url string) *pgxpool.Pool) {
 	var schemas sync.Map // *akpostgres.Store -> its schema
 
+	open := func(t *testing.T, url, schema string) *akpostgres.Store {
+		s, err := akpostgres.New(pool(t, url), akpostgres.Config{Schema: schema})
+		require.NoError(t, err)
+		require.NoError(t, s.Migrate(t.Context()))
+		schemas.Store(s, schema)
+		return s
+	}
 	storetest.Run(t, storetest.Harness{
 		New: func(t *testing.T) agentkey.Store {
-			s := newStore(t)
-			schemas.Store(s.Store, s.schema)
-			return s.Store
+			schema, url := pgtest.NewSchema(t.Context(), t)
+			return open(t, url, schema)
 		},
 		NewShared: func(t *testing.T, n int) []agentkey.Store {
-			ctx := t.Context()
-			schema, url := pgtest.NewSchema(ctx, t)
+			schema, url := pgtest.NewSchema(t.Context(), t)
 			var stores []agentkey.Store
 			for range n {
-				s, err := akpostgres.New(newPool(t, url), akpostgres.Config{Schema: schema})
-				require.NoError(t, err)
-				require.NoError(t, s.Migrate(ctx))
-				schemas.Store(s, schema)
-				stores = append(stores, s)
+				stores = append(stores, open(t, url, schema))
 			}
 			return stores
 		},

@@ -53,5 +53,6 @@
 // All SQL is built when the Store is created, and pgx prepares and caches it
 // per connection, which suits its default query exec mode. Behind a
 // connection pooler in transaction mode, configure the pool with
-// pgx.QueryExecModeExec or pgx.QueryExecModeSimpleProtocol instead.
+// pgx.QueryExecModeExec or pgx.QueryExecModeSimpleProtocol instead; the
+// conformance suite runs in all three modes.
 package akpostgres

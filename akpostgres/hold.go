@@ -21,20 +21,22 @@ const defaultHoldsLimit = 100
 // Reserve makes a hold on the budgets of the key's whole path in one READ
 // COMMITTED transaction, as agentkey.Store documents, with the round trips of
 // Charge: the begin, the key and idempotency lookup and the path budgets'
-// lock in one batch; the idempotency record, the hold, the budgets and the
-// entries in a second; the commit. A replay or a refusal costs the first
+// lock in one batch; the idempotency record, the hold, the budgets, the
+// entries and the commit in a second. A replay or a refusal costs the first
 // batch and the rollback.
 func (s *Store) Reserve(ctx context.Context, req agentkey.ReserveRequest,
 ) (agentkey.ReserveResult, error) {
+	conn, release, err := s.acquire(ctx)
+	if err != nil {
+		return agentkey.ReserveResult{}, fmt.Errorf("reserve: %w", err)
+	}
+	defer release()
+
 	b := &pgx.Batch{}
-	b.BeginTx(readCommitted)
+	b.Queue(beginSQL)
 	b.Queue(s.sql.loadByID, req.KeyID, nullString(req.IdempotencyKey), idemHold)
 	b.Queue(s.sql.lockPathByID, req.KeyID)
-	br := s.pool.SendBatch(ctx, b)
-	tx := br.Tx()
-	defer tx.Rollback(ctx) // a no-op after Commit
-
-	key, found, stored, budgets, err := readChargeState(br)
+	key, found, stored, budgets, err := readChargeState(conn.SendBatch(ctx, b))
 	if err != nil {
 		return agentkey.ReserveResult{}, fmt.Errorf("load key: %w", err)
 	}
@@ -61,13 +63,10 @@ func (s *Store) Reserve(ctx context.Context, req agentkey.ReserveRequest,
 
 	op := operation{keyID: key.ID, kind: idemHold, idemKey: req.IdempotencyKey,
 		opID: req.OpID, now: req.Now, result: res}
-	if stored, err := s.write(ctx, tx, op, budgets, plan, &hold); err != nil {
+	if stored, err := s.write(ctx, conn, op, budgets, plan, &hold); err != nil {
 		return agentkey.ReserveResult{}, fmt.Errorf("write hold: %w", err)
 	} else if stored != nil {
 		return replayHold(stored)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return agentkey.ReserveResult{}, fmt.Errorf("commit hold: %w", err)
 	}
 	return res, nil
 }
@@ -90,20 +89,22 @@ func replayHold(stored []byte) (agentkey.ReserveResult, error) {
 // the hold is always locked before its budgets, as everywhere, and sending
 // them together saves a round trip. When agentkey.CheckClose finds nothing
 // to do, the budgets were locked for nothing, briefly, as Charge locks them
-// before it knows of a replay. A close that goes through costs three round
-// trips (the first batch, the writes, the commit); a replay or a refusal
-// two.
+// before it knows of a replay. A close costs two round trips: the first
+// batch, and the writes with the commit or, for a replay or a refusal, the
+// rollback.
 func (s *Store) CloseHold(ctx context.Context, req agentkey.CloseRequest,
 ) (agentkey.CloseResult, error) {
+	conn, release, err := s.acquire(ctx)
+	if err != nil {
+		return agentkey.CloseResult{}, fmt.Errorf("close hold: %w", err)
+	}
+	defer release()
+
 	b := &pgx.Batch{}
-	b.BeginTx(readCommitted)
+	b.Queue(beginSQL)
 	b.Queue(s.sql.lockHold, req.HoldID)
 	b.Queue(s.sql.lockHoldBudgets, req.HoldID)
-	br := s.pool.SendBatch(ctx, b)
-	tx := br.Tx()
-	defer tx.Rollback(ctx) // a no-op after Commit
-
-	h, budgets, err := readCloseState(br)
+	h, budgets, err := readCloseState(conn.SendBatch(ctx, b))
 	if err != nil {
 		return agentkey.CloseResult{}, fmt.Errorf("lock hold: %w", err)
 	}
@@ -119,28 +120,17 @@ func (s *Store) CloseHold(ctx context.Context, req agentkey.CloseRequest,
 	if err != nil {
 		return agentkey.CloseResult{}, fmt.Errorf("plan close: %w", err)
 	}
-	w := &pgx.Batch{}
+	// The hold's row is locked, so the guard on its state is a safety net,
+	// as the guarded budget updates are.
+	w := &writeBatch{}
 	closed := plan.Hold
-	w.Queue(s.sql.closeHold, closed.ID, string(closed.State), closed.ClosedAt,
-		int64(closed.Charged), int64(closed.Overrun), string(h.State))
+	w.queue("close hold "+closed.ID, s.sql.closeHold, closed.ID, string(closed.State),
+		closed.ClosedAt, int64(closed.Charged), int64(closed.Overrun), string(h.State))
 	if err := s.queueWrites(w, budgets, plan.Budgets, plan.Changed, plan.Entries); err != nil {
 		return agentkey.CloseResult{}, err
 	}
-	wr := tx.SendBatch(ctx, w)
-	defer wr.Close()
-	// The row is locked, so the guard on its state is a safety net, as the
-	// guarded budget updates are.
-	if tag, err := wr.Exec(); err != nil {
-		return agentkey.CloseResult{}, fmt.Errorf("close hold: %w", err)
-	} else if tag.RowsAffected() != 1 {
-		return agentkey.CloseResult{}, fmt.Errorf("close hold %s: the locked row changed under its lock",
-			h.ID)
-	}
-	if err := readWrites(wr, plan.Budgets, plan.Changed, len(plan.Entries)); err != nil {
-		return agentkey.CloseResult{}, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return agentkey.CloseResult{}, fmt.Errorf("commit close: %w", err)
+	if err := w.send(ctx, conn); err != nil {
+		return agentkey.CloseResult{}, fmt.Errorf("write close: %w", err)
 	}
 	return plan.Result, nil
 }

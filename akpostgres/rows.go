@@ -263,8 +263,13 @@ func (r *accountRow) account() agentkey.Account {
 	}
 }
 
-// encodeMetadata returns md as JSON, or nil (NULL) when md is nil.
-func encodeMetadata(md map[string]string) ([]byte, error) {
+// encodeMetadata returns md as JSON text, or nil (NULL) when md is nil.
+//
+// JSON goes to PostgreSQL as a string, never as []byte: pgx sends a string
+// as text, which a json or jsonb column reads in every query exec mode,
+// while in the modes that do not prepare (QueryExecModeExec and the simple
+// protocol) it sends []byte as bytea, which a json column refuses.
+func encodeMetadata(md map[string]string) (any, error) {
 	if md == nil {
 		return nil, nil
 	}
@@ -272,7 +277,7 @@ func encodeMetadata(md map[string]string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode metadata: %w", err)
 	}
-	return b, nil
+	return string(b), nil
 }
 
 // decodeMetadata decodes JSON metadata into md, leaving it nil for NULL.

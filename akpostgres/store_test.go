@@ -84,8 +84,17 @@ func (s testStore) count(t *testing.T, table string) int {
 // newPool returns a pool on url, closed when the test ends.
 func newPool(t *testing.T, url string) *pgxpool.Pool {
 	t.Helper()
+	return newPoolMode(t, url, pgx.QueryExecModeCacheStatement)
+}
 
-	pool, err := pgxpool.New(t.Context(), url)
+// newPoolMode returns a pool on url whose queries run in the given exec mode.
+func newPoolMode(t *testing.T, url string, mode pgx.QueryExecMode) *pgxpool.Pool {
+	t.Helper()
+
+	cfg, err := pgxpool.ParseConfig(url)
+	require.NoError(t, err)
+	cfg.ConnConfig.DefaultQueryExecMode = mode
+	pool, err := pgxpool.NewWithConfig(t.Context(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	return pool
