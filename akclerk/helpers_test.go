@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/clerk/clerk-sdk-go/v2"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/agentkey-go/agentkey"
@@ -67,14 +66,11 @@ func openSQLite(t testing.TB) (agentkey.Store, func()) {
 func openPostgres(t testing.TB) (agentkey.Store, func()) {
 	ctx := context.Background()
 	schema, url := pgtest.NewSchema(ctx, t)
-	pool, err := pgxpool.New(ctx, url)
+	s, err := akpostgres.Open(ctx, url, akpostgres.Config{Schema: schema})
 	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-
-	s, err := akpostgres.New(pool, akpostgres.Config{Schema: schema})
-	require.NoError(t, err)
+	t.Cleanup(s.Close)
 	require.NoError(t, s.Migrate(ctx))
-	return s, pool.Close
+	return s, s.Close
 }
 
 // env is one test's Clerk emulator, verifier, service and clock.

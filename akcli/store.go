@@ -5,20 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/agentkey-go/agentkey"
 	"github.com/agentkey-go/agentkey/akpostgres"
 	"github.com/agentkey-go/agentkey/aksqlite"
 )
-
-// connectTimeout bounds each connection attempt to PostgreSQL when the URL
-// does not say (connect_timeout), so that an unreachable host fails a command
-// in seconds rather than after the operating system's TCP timeout.
-const connectTimeout = 10 * time.Second
 
 // app is what a command works with: the migrated store, a service on it and
 // the logger.
@@ -103,25 +95,14 @@ func openStore(ctx context.Context, g *globalSettings) (agentkey.Store, func(), 
 		return store, func() { _ = store.Close() }, nil
 	}
 
-	cfg, err := pgxpool.ParseConfig(g.databaseURL)
-	if err != nil {
-		// pgx masks the password of the URL it quotes in this error.
-		return nil, nil, usagef("--database-url: %w", err)
-	}
-	if cfg.ConnConfig.ConnectTimeout == 0 {
-		cfg.ConnConfig.ConnectTimeout = connectTimeout
-	}
-	cfg.MaxConns = int32(max(4, 2*runtime.GOMAXPROCS(0)))
-
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("connect to postgresql: %w", err)
-	}
-	store, err := akpostgres.New(pool,
+	store, err := akpostgres.Open(ctx, g.databaseURL,
 		akpostgres.Config{Schema: g.pgSchema, TablePrefix: g.tablePrefix})
-	if err != nil {
-		pool.Close()
-		return nil, nil, usagef("--pg-schema %q or --table-prefix %q: %w", g.pgSchema, g.tablePrefix, err)
+	if errors.Is(err, agentkey.ErrInvalidArgument) {
+		// pgx masks the password of the URL it quotes in its errors.
+		return nil, nil, usagef("--database-url, --pg-schema or --table-prefix: %w", err)
 	}
-	return store, pool.Close, nil
+	if err != nil {
+		return nil, nil, err
+	}
+	return store, store.Close, nil
 }

@@ -3,15 +3,17 @@
 // every charge, hold and adjustment checks and writes its budgets under their
 // row locks, in one transaction, so that no limit is ever passed.
 //
-// The caller owns the pool:
+// Open connects a pool of its own, which the Store's Close closes:
 //
-//	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+//	store, err := akpostgres.Open(ctx, os.Getenv("DATABASE_URL"), akpostgres.Config{})
 //	...
-//	defer pool.Close()
-//	store, err := akpostgres.New(pool, akpostgres.Config{})
-//	...
+//	defer store.Close()
 //	if err := store.Migrate(ctx); err != nil { ... }
 //	svc, err := agentkey.New(store, agentkey.Config{})
+//
+// New takes a pool that the caller configured and keeps owning, to share
+// it with other code or to set pgx options that Open leaves at pgx's
+// defaults (see Statements below).
 //
 // # Tables
 //

@@ -6,8 +6,6 @@ import (
 	"log"
 	"os"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/agentkey-go/agentkey"
 	"github.com/agentkey-go/agentkey/akpostgres"
 )
@@ -16,16 +14,12 @@ import (
 // server, so it is compiled but not run.
 func Example() {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	store, err := akpostgres.Open(ctx, os.Getenv("DATABASE_URL"), akpostgres.Config{Schema: "billing"})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer pool.Close()
+	defer store.Close()
 
-	store, err := akpostgres.New(pool, akpostgres.Config{Schema: "billing"})
-	if err != nil {
-		log.Fatal(err)
-	}
 	if err := store.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}

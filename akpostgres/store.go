@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"runtime"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -57,17 +59,19 @@ func (c Config) withDefaults() Config {
 func (c Config) validate() error {
 	if c.Schema != "" {
 		if !identifier.MatchString(c.Schema) || len(c.Schema) > maxIdentifier {
-			return fmt.Errorf("config: Schema %q must be at most %d lowercase letters, digits "+
-				"and underscores, not starting with a digit", c.Schema, maxIdentifier)
+			return fmt.Errorf("%w: config: Schema %q must be at most %d lowercase letters, "+
+				"digits and underscores, not starting with a digit",
+				agentkey.ErrInvalidArgument, c.Schema, maxIdentifier)
 		}
 		if strings.HasPrefix(c.Schema, "pg_") {
-			return fmt.Errorf("config: Schema %q must not start with pg_, which PostgreSQL "+
-				"reserves", c.Schema)
+			return fmt.Errorf("%w: config: Schema %q must not start with pg_, which "+
+				"PostgreSQL reserves", agentkey.ErrInvalidArgument, c.Schema)
 		}
 	}
 	if !identifier.MatchString(c.TablePrefix) || len(c.TablePrefix) > maxPrefix {
-		return fmt.Errorf("config: TablePrefix %q must be at most %d lowercase letters, digits "+
-			"and underscores, not starting with a digit", c.TablePrefix, maxPrefix)
+		return fmt.Errorf("%w: config: TablePrefix %q must be at most %d lowercase letters, "+
+			"digits and underscores, not starting with a digit",
+			agentkey.ErrInvalidArgument, c.TablePrefix, maxPrefix)
 	}
 	return nil
 }
@@ -78,6 +82,8 @@ func (c Config) validate() error {
 type Store struct {
 	pool *pgxpool.Pool
 	cfg  Config
+	// ownsPool is set by Open, whose Store closes its pool on Close.
+	ownsPool bool
 
 	// migrations are the embedded migrations with names filled in.
 	migrations []migration
@@ -90,7 +96,8 @@ type Store struct {
 var _ agentkey.Store = (*Store)(nil)
 
 // New returns a Store that keeps its tables in pool's database, as cfg says.
-// It validates cfg but does not connect. The caller owns pool and closes it
+// It validates cfg, with an error that wraps agentkey.ErrInvalidArgument,
+// but does not connect. The caller owns pool and closes it
 // after the last use of the Store. Call Migrate before other methods.
 func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	if pool == nil {
@@ -111,6 +118,52 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// DefaultConnectTimeout is how long Open waits for a new connection when the
+// URL sets no connect_timeout.
+const DefaultConnectTimeout = 10 * time.Second
+
+// Open connects a pool to the database at url (a postgres:// URL or a
+// key=value connection string, as pgxpool.ParseConfig reads them) and
+// returns a Store on it that owns the pool: Close closes it. Unless the URL
+// says otherwise, a connection attempt gives up after
+// DefaultConnectTimeout, and the pool keeps at most max(4, 2*GOMAXPROCS)
+// connections. Open does not migrate. Errors quote the URL with its
+// password masked, as pgx does. A URL or a Config that is not valid gives an
+// error that wraps agentkey.ErrInvalidArgument.
+func Open(ctx context.Context, url string, cfg Config) (*Store, error) {
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("akpostgres: %w: database url: %w", agentkey.ErrInvalidArgument, err)
+	}
+	if pcfg.ConnConfig.ConnectTimeout == 0 {
+		pcfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		pcfg.MaxConns = int32(max(4, 2*runtime.GOMAXPROCS(0)))
+	}
+
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("akpostgres: connect: %w", err)
+	}
+	s, err := New(pool, cfg)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.ownsPool = true
+	return s, nil
+}
+
+// Close closes the pool when Open made it, after waiting for its
+// connections to be returned. A Store made by New leaves its pool to the
+// caller, and Close does nothing.
+func (s *Store) Close() {
+	if s.ownsPool {
+		s.pool.Close()
+	}
 }
 
 // Pool returns the pool the Store was created with.

@@ -228,11 +228,70 @@ func TestNewValidatesConfig(t *testing.T) {
 				require.NoError(t, err)
 				require.Same(t, pool, s.Pool())
 			} else {
-				require.Error(t, err)
+				require.ErrorIs(t, err, agentkey.ErrInvalidArgument)
 			}
 		})
 	}
 
 	_, err = akpostgres.New(nil, akpostgres.Config{})
 	require.Error(t, err)
+}
+
+func TestOpenOwnsItsPool(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	schema, url := pgtest.NewSchema(ctx, t)
+
+	s, err := akpostgres.Open(ctx, url, akpostgres.Config{Schema: schema})
+	require.NoError(t, err)
+	require.NoError(t, s.Migrate(ctx))
+	require.NoError(t, s.Pool().Ping(ctx))
+	require.GreaterOrEqual(t, s.Pool().Config().MaxConns, int32(4))
+
+	s.Close()
+	require.Error(t, s.Pool().Ping(ctx), "Close closes the pool Open made")
+	s.Close() // a second Close is harmless
+}
+
+func TestOpenKeepsPoolSizeFromURL(t *testing.T) {
+	t.Parallel()
+
+	// Open does not connect before the first query.
+	s, err := akpostgres.Open(t.Context(), "postgres://localhost/none?pool_max_conns=3", akpostgres.Config{})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	require.Equal(t, int32(3), s.Pool().Config().MaxConns)
+	require.Equal(t, akpostgres.DefaultConnectTimeout, s.Pool().Config().ConnConfig.ConnectTimeout)
+}
+
+func TestCloseLeavesCallersPool(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	_, url := pgtest.NewSchema(ctx, t)
+	pool := newPool(t, url)
+
+	s, err := akpostgres.New(pool, akpostgres.Config{})
+	require.NoError(t, err)
+	s.Close()
+	require.NoError(t, pool.Ping(ctx), "the caller owns a pool given to New")
+}
+
+func TestOpenRefusesBadInput(t *testing.T) {
+	t.Parallel()
+
+	for _, tc := range []struct {
+		name, url string
+		cfg       akpostgres.Config
+	}{
+		{"MalformedURL", "postgres://ak:hunter2secret@[::1/db", akpostgres.Config{}},
+		{"UnknownScheme", "mysql://ak:hunter2secret@localhost/db", akpostgres.Config{}},
+		{"BadSchema", "postgres://ak:hunter2secret@localhost/db", akpostgres.Config{Schema: "pg_x"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := akpostgres.Open(t.Context(), tc.url, tc.cfg)
+			require.ErrorIs(t, err, agentkey.ErrInvalidArgument)
+			require.Nil(t, s)
+			require.NotContains(t, err.Error(), "hunter2secret")
+		})
+	}
 }

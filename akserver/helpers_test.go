@@ -17,7 +17,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -67,14 +66,11 @@ func openSQLite(t testing.TB) (agentkey.Store, func()) {
 func openPostgres(t testing.TB) (agentkey.Store, func()) {
 	ctx := context.Background()
 	schema, url := pgtest.NewSchema(ctx, t)
-	pool, err := pgxpool.New(ctx, url)
+	s, err := akpostgres.Open(ctx, url, akpostgres.Config{Schema: schema})
 	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-
-	s, err := akpostgres.New(pool, akpostgres.Config{Schema: schema})
-	require.NoError(t, err)
+	t.Cleanup(s.Close)
 	require.NoError(t, s.Migrate(ctx))
-	return s, pool.Close
+	return s, s.Close
 }
 
 // env is one test's server on a store of its own, with an admin token and a

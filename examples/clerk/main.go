@@ -38,8 +38,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/agentkey-go/agentkey"
 	"github.com/agentkey-go/agentkey/akclerk"
 	"github.com/agentkey-go/agentkey/akpostgres"
@@ -154,19 +152,15 @@ func printDemo(w io.Writer, addr net.Addr, secret string) {
 // migrates it.
 func openStore(ctx context.Context, url, path string) (agentkey.Store, func(), error) {
 	if url != "" {
-		pool, err := pgxpool.New(ctx, url)
+		store, err := akpostgres.Open(ctx, url, akpostgres.Config{})
 		if err != nil {
 			return nil, nil, err
 		}
-		store, err := akpostgres.New(pool, akpostgres.Config{})
-		if err == nil {
-			err = store.Migrate(ctx)
-		}
-		if err != nil {
-			pool.Close()
+		if err := store.Migrate(ctx); err != nil {
+			store.Close()
 			return nil, nil, err
 		}
-		return store, pool.Close, nil
+		return store, store.Close, nil
 	}
 
 	store, err := aksqlite.Open(path, aksqlite.Config{})

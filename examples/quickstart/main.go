@@ -29,8 +29,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/agentkey-go/agentkey"
 	"github.com/agentkey-go/agentkey/akpostgres"
 	"github.com/agentkey-go/agentkey/aksqlite"
@@ -94,19 +92,15 @@ func run(ctx context.Context, args []string, stdout io.Writer, getenv func(strin
 // migrates it.
 func openStore(ctx context.Context, url, path string) (agentkey.Store, func(), error) {
 	if url != "" {
-		pool, err := pgxpool.New(ctx, url)
+		store, err := akpostgres.Open(ctx, url, akpostgres.Config{})
 		if err != nil {
 			return nil, nil, err
 		}
-		store, err := akpostgres.New(pool, akpostgres.Config{})
-		if err == nil {
-			err = store.Migrate(ctx)
-		}
-		if err != nil {
-			pool.Close()
+		if err := store.Migrate(ctx); err != nil {
+			store.Close()
 			return nil, nil, err
 		}
-		return store, pool.Close, nil
+		return store, store.Close, nil
 	}
 
 	store, err := aksqlite.Open(path, aksqlite.Config{})
