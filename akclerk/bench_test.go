@@ -15,7 +15,7 @@ import (
 // with a warm cache: no Clerk call, one store read (the subject's row).
 func BenchmarkAPIKeyMiddleware(b *testing.B) {
 	for _, sf := range storeFactories {
-		b.Run(sf.name, func(b *testing.B) {
+		b.Run(sf.Name, func(b *testing.B) {
 			e := newEnv(b, &sf, akclerk.VerifierConfig{})
 			secret := newSecret()
 			apiKeys.add(e.emu, secret, apiKeys.subject(), "")

@@ -4,32 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/agentkey-go/agentkey"
 	"github.com/agentkey-go/agentkey/aksqlite"
 	"github.com/agentkey-go/agentkey/internal/pgtest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Stop()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// TestMain stops the PostgreSQL cluster after the tests and checks for
+// leaked goroutines.
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // result is what one run of Main gave.
 type result struct {

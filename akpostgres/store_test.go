@@ -3,7 +3,6 @@ package akpostgres_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,26 +10,15 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/agentkey-go/agentkey"
 	"github.com/agentkey-go/agentkey/akpostgres"
 	"github.com/agentkey-go/agentkey/internal/pgtest"
 )
 
-// TestMain does what pgtest.Main does, and checks for leaked goroutines once
-// the cluster is stopped; pgtest.Main exits before a check could run.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Stop()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// TestMain stops the PostgreSQL cluster after the tests and checks for
+// leaked goroutines.
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // testStore is a migrated store in a schema of its own.
 type testStore struct {

@@ -28,7 +28,7 @@ import (
 // opened: keep-alive keeps it at the number of clients.
 func BenchmarkAuthorizeSettle(b *testing.B) {
 	for _, sf := range storeFactories {
-		b.Run(sf.name, func(b *testing.B) {
+		b.Run(sf.Name, func(b *testing.B) {
 			e := newEnv(b, sf, envOptions{quiet: true})
 			ctx := context.Background()
 			budget := []agentkey.BudgetSpec{

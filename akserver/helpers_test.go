@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -22,10 +21,8 @@ import (
 
 	"github.com/agentkey-go/agentkey"
 	"github.com/agentkey-go/agentkey/akclerk"
-	"github.com/agentkey-go/agentkey/akpostgres"
 	"github.com/agentkey-go/agentkey/akserver"
-	"github.com/agentkey-go/agentkey/aksqlite"
-	"github.com/agentkey-go/agentkey/internal/pgtest"
+	"github.com/agentkey-go/agentkey/internal/testdb"
 )
 
 // debugEnv names the environment variable that, set to 1, shows the logs of
@@ -33,45 +30,12 @@ import (
 const debugEnv = "AKSERVER_TEST_LOG"
 
 // storeFactory opens fresh, migrated stores of one implementation.
-type storeFactory struct {
-	name string
-	// open returns a store and a function that breaks it as a lost database
-	// would, so that every later call fails.
-	open func(t testing.TB) (store agentkey.Store, breakStore func())
-}
+type storeFactory = testdb.Factory
 
-var storeFactories = []storeFactory{
-	{name: "sqlite", open: openSQLite},
-	{name: "postgres", open: openPostgres},
-}
-
-// forEachStore runs fn as a parallel subtest per store implementation.
-func forEachStore(t *testing.T, fn func(t *testing.T, sf storeFactory)) {
-	for _, sf := range storeFactories {
-		t.Run(sf.name, func(t *testing.T) {
-			t.Parallel()
-			fn(t, sf)
-		})
-	}
-}
-
-func openSQLite(t testing.TB) (agentkey.Store, func()) {
-	s, err := aksqlite.Open(filepath.Join(t.TempDir(), "agentkey.db"), aksqlite.Config{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
-	require.NoError(t, s.Migrate(context.Background()))
-	return s, func() { _ = s.Close() }
-}
-
-func openPostgres(t testing.TB) (agentkey.Store, func()) {
-	ctx := context.Background()
-	schema, url := pgtest.NewSchema(ctx, t)
-	s, err := akpostgres.Open(ctx, url, akpostgres.Config{Schema: schema})
-	require.NoError(t, err)
-	t.Cleanup(s.Close)
-	require.NoError(t, s.Migrate(ctx))
-	return s, s.Close
-}
+var (
+	storeFactories = testdb.Factories
+	forEachStore   = testdb.ForEach
+)
 
 // env is one test's server on a store of its own, with an admin token and a
 // service token.
@@ -107,7 +71,7 @@ func newEnv(t testing.TB, sf storeFactory, o envOptions) *env {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	e := &env{logs: logs, registry: prometheus.NewRegistry()}
-	e.store, e.breakStore = sf.open(t)
+	e.store, e.breakStore = sf.Open(t)
 
 	cfg := o.svcConfig
 	cfg.Logger = logger

@@ -15,13 +15,14 @@ import (
 
 	"github.com/agentkey-go/agentkey"
 	"github.com/agentkey-go/agentkey/akserver"
+	"github.com/agentkey-go/agentkey/internal/testdb"
 )
 
 func TestNewValidates(t *testing.T) {
 	_, err := akserver.New(akserver.Config{})
 	require.ErrorContains(t, err, "Service")
 
-	store, _ := openSQLite(t)
+	store, _ := testdb.SQLite(t)
 	svc, err := agentkey.New(store, agentkey.Config{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = svc.Close(context.Background()) })
@@ -42,7 +43,7 @@ func TestNewValidates(t *testing.T) {
 func TestAdminTokens(t *testing.T) {
 	forEachStore(t, func(t *testing.T, sf storeFactory) {
 		ctx := context.Background()
-		store, _ := sf.open(t)
+		store, _ := sf.Open(t)
 
 		// Many processes starting at once make one token between them.
 		var (

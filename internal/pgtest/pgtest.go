@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
 )
 
 const (
@@ -105,11 +106,20 @@ func Stop() {
 	current, startErr = nil, nil
 }
 
-// Main runs the tests of m, stops the cluster and exits with the tests' status.
-// It is meant to be the whole body of a TestMain.
+// Main runs the tests of m, stops the cluster and exits with the tests'
+// status. When the tests pass, it then fails the run if any goroutine is left
+// over: the check waits for the cluster to stop, because a goroutine waits
+// on the server process for as long as it runs. It is meant to be the whole
+// body of a TestMain.
 func Main(m *testing.M) {
 	code := m.Run()
 	Stop()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
