@@ -3,8 +3,6 @@ package clerkemu
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"net/http"
 	"slices"
 	"time"
 )
@@ -88,94 +86,30 @@ type apiKeyObject struct {
 // with the same secret. An empty ID and zero CreatedAt and UpdatedAt are
 // filled in. It panics if k.Claims is not valid JSON.
 func (s *Server) AddAPIKey(secret string, k APIKey) {
-	if len(k.Claims) > 0 && !json.Valid(k.Claims) {
-		panic(fmt.Sprintf("clerkemu: AddAPIKey: claims are not valid JSON: %q", k.Claims))
-	}
-
-	k = k.clone()
-	if k.ID == "" {
-		k.ID = newID("ak")
-	}
-	if k.CreatedAt.IsZero() {
-		k.CreatedAt = time.Now()
-	}
-	if k.UpdatedAt.IsZero() {
-		k.UpdatedAt = k.CreatedAt
-	}
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.apiKeys[secret] = k
+	s.apiKeys.add("AddAPIKey", secret, k)
 }
 
 // RevokeAPIKey marks the API key secret as revoked for reason, or with no
 // reason when reason is empty, as Clerk's revoke endpoint does. It panics if
 // no such key has been added.
 func (s *Server) RevokeAPIKey(secret, reason string) {
-	s.updateAPIKey("RevokeAPIKey", secret, func(k *APIKey, now time.Time) {
-		k.Revoked = true
-		k.RevocationReason = nil
-		if reason != "" {
-			k.RevocationReason = &reason
-		}
-	})
+	s.apiKeys.revoke("RevokeAPIKey", secret, reason)
 }
 
 // ExpireAPIKey marks the API key secret as expired, with an expiration one
 // second in the past. It panics if no such key has been added.
 func (s *Server) ExpireAPIKey(secret string) {
-	s.updateAPIKey("ExpireAPIKey", secret, func(k *APIKey, now time.Time) {
-		past := now.Add(-time.Second)
-		k.Expired = true
-		k.Expiration = &past
-	})
+	s.apiKeys.expire("ExpireAPIKey", secret)
 }
 
 // RemoveAPIKey forgets the API key secret, so that verifying it answers 404.
 // Removing an unknown key does nothing.
 func (s *Server) RemoveAPIKey(secret string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.apiKeys, secret)
-}
-
-// updateAPIKey applies change to the API key secret and bumps its UpdatedAt.
-// Changing a key that was never added is a bug in the test, hence the panic.
-func (s *Server) updateAPIKey(op, secret string, change func(*APIKey, time.Time)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-
-	k, ok := s.apiKeys[secret]
-	if !ok {
-		panic("clerkemu: " + op + ": no API key with that secret")
-	}
-	now := time.Now()
-	change(&k, now)
-	k.UpdatedAt = now
-	s.apiKeys[secret] = k
-}
-
-// verifyAPIKey answers POST /v1/api_keys/verify.
-func (s *Server) verifyAPIKey(w http.ResponseWriter, body []byte) {
-	secret, e, ok := stringParam(body, "secret")
-	if !ok {
-		writeError(w, http.StatusBadRequest, e)
-		return
-	}
-
-	s.mu.Lock()
-	k, found := s.apiKeys[secret]
-	s.mu.Unlock()
-	if !found {
-		writeError(w, http.StatusNotFound, errResourceNotFound)
-		return
-	}
-
-	writeJSON(w, http.StatusOK, k.object(time.Now()))
+	s.apiKeys.remove(secret)
 }
 
 // object returns the JSON object Clerk answers for k at time now.
-func (k APIKey) object(now time.Time) apiKeyObject {
+func (k APIKey) object(now time.Time) any {
 	return apiKeyObject{
 		Object:           "api_key",
 		ID:               k.ID,
@@ -196,8 +130,7 @@ func (k APIKey) object(now time.Time) apiKeyObject {
 	}
 }
 
-// clone returns a copy of k that shares no memory with it, so that a caller
-// changing its value after AddAPIKey cannot race with the handlers.
+// clone returns a copy of k that shares no memory with it.
 func (k APIKey) clone() APIKey {
 	k.Description = clonePtr(k.Description)
 	k.Claims = bytes.Clone(k.Claims)
@@ -209,42 +142,9 @@ func (k APIKey) clone() APIKey {
 	return k
 }
 
-// clonePtr returns a pointer to a copy of *p, or nil if p is nil.
-func clonePtr[T any](p *T) *T {
-	if p == nil {
-		return nil
-	}
-	v := *p
-	return &v
-}
-
-// unixMilli returns t as Unix milliseconds, or nil if t is nil.
-func unixMilli(t *time.Time) *int64 {
-	if t == nil {
-		return nil
-	}
-	ms := t.UnixMilli()
-	return &ms
-}
-
-// expiredAt reports whether an expiration has passed at now.
-func expiredAt(expiration *time.Time, now time.Time) bool {
-	return expiration != nil && !expiration.After(now)
-}
-
-// nullIfEmpty returns claims, or JSON null when there are none.
-func nullIfEmpty(claims json.RawMessage) json.RawMessage {
-	if len(claims) == 0 {
-		return json.RawMessage("null")
-	}
-	return claims
-}
-
-// emptyIfNil returns scopes, or an empty slice that encodes as [] rather than
-// null, as Clerk answers a credential without scopes.
-func emptyIfNil(scopes []string) []string {
-	if scopes == nil {
-		return []string{}
-	}
-	return scopes
+// fields points at the fields of k that both kinds of credential have.
+func (k *APIKey) fields() credentialFields {
+	return credentialFields{id: &k.ID, claims: &k.Claims, createdAt: &k.CreatedAt,
+		updatedAt: &k.UpdatedAt, revoked: &k.Revoked, revocationReason: &k.RevocationReason,
+		expired: &k.Expired, expiration: &k.Expiration}
 }

@@ -3,8 +3,6 @@ package clerkemu
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"net/http"
 	"slices"
 	"time"
 )
@@ -75,94 +73,29 @@ type m2mTokenObject struct {
 // token with the same value. An empty ID and zero CreatedAt and UpdatedAt are
 // filled in. It panics if t.Claims is not valid JSON.
 func (s *Server) AddM2MToken(token string, t M2MToken) {
-	if len(t.Claims) > 0 && !json.Valid(t.Claims) {
-		panic(fmt.Sprintf("clerkemu: AddM2MToken: claims are not valid JSON: %q", t.Claims))
-	}
-
-	t = t.clone()
-	if t.ID == "" {
-		t.ID = newID("mt")
-	}
-	if t.CreatedAt.IsZero() {
-		t.CreatedAt = time.Now()
-	}
-	if t.UpdatedAt.IsZero() {
-		t.UpdatedAt = t.CreatedAt
-	}
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.m2mTokens[token] = t
+	s.m2mTokens.add("AddM2MToken", token, t)
 }
 
 // RevokeM2MToken marks the M2M token as revoked for reason, or with no reason
 // when reason is empty. It panics if no such token has been added.
 func (s *Server) RevokeM2MToken(token, reason string) {
-	s.updateM2MToken("RevokeM2MToken", token, func(t *M2MToken, now time.Time) {
-		t.Revoked = true
-		t.RevocationReason = nil
-		if reason != "" {
-			t.RevocationReason = &reason
-		}
-	})
+	s.m2mTokens.revoke("RevokeM2MToken", token, reason)
 }
 
 // ExpireM2MToken marks the M2M token as expired, with an expiration one second
 // in the past. It panics if no such token has been added.
 func (s *Server) ExpireM2MToken(token string) {
-	s.updateM2MToken("ExpireM2MToken", token, func(t *M2MToken, now time.Time) {
-		past := now.Add(-time.Second)
-		t.Expired = true
-		t.Expiration = &past
-	})
+	s.m2mTokens.expire("ExpireM2MToken", token)
 }
 
 // RemoveM2MToken forgets the M2M token, so that verifying it answers 404.
 // Removing an unknown token does nothing.
 func (s *Server) RemoveM2MToken(token string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.m2mTokens, token)
-}
-
-// updateM2MToken applies change to the M2M token and bumps its UpdatedAt.
-// Changing a token that was never added is a bug in the test, hence the
-// panic.
-func (s *Server) updateM2MToken(op, token string, change func(*M2MToken, time.Time)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-
-	t, ok := s.m2mTokens[token]
-	if !ok {
-		panic("clerkemu: " + op + ": no M2M token with that value")
-	}
-	now := time.Now()
-	change(&t, now)
-	t.UpdatedAt = now
-	s.m2mTokens[token] = t
-}
-
-// verifyM2MToken answers POST /v1/m2m_tokens/verify.
-func (s *Server) verifyM2MToken(w http.ResponseWriter, body []byte) {
-	token, e, ok := stringParam(body, "token")
-	if !ok {
-		writeError(w, http.StatusBadRequest, e)
-		return
-	}
-
-	s.mu.Lock()
-	t, found := s.m2mTokens[token]
-	s.mu.Unlock()
-	if !found {
-		writeError(w, http.StatusNotFound, errResourceNotFound)
-		return
-	}
-
-	writeJSON(w, http.StatusOK, t.object(time.Now()))
+	s.m2mTokens.remove(token)
 }
 
 // object returns the JSON object Clerk answers for t at time now.
-func (t M2MToken) object(now time.Time) m2mTokenObject {
+func (t M2MToken) object(now time.Time) any {
 	return m2mTokenObject{
 		Object:           "machine_to_machine_token",
 		ID:               t.ID,
@@ -187,4 +120,11 @@ func (t M2MToken) clone() M2MToken {
 	t.Expiration = clonePtr(t.Expiration)
 	t.LastUsedAt = clonePtr(t.LastUsedAt)
 	return t
+}
+
+// fields points at the fields of t that both kinds of credential have.
+func (t *M2MToken) fields() credentialFields {
+	return credentialFields{id: &t.ID, claims: &t.Claims, createdAt: &t.CreatedAt,
+		updatedAt: &t.UpdatedAt, revoked: &t.Revoked, revocationReason: &t.RevocationReason,
+		expired: &t.Expired, expiration: &t.Expiration}
 }

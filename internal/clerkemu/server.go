@@ -35,9 +35,11 @@ type Server struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
+	// The credentials have locks of their own; mu guards the fields below it.
+	apiKeys   *credentials[APIKey, *APIKey]     // by secret
+	m2mTokens *credentials[M2MToken, *M2MToken] // by token
+
 	mu          sync.Mutex
-	apiKeys     map[string]APIKey   // by secret
-	m2mTokens   map[string]M2MToken // by token
 	machineKeys map[string]bool
 	latency     time.Duration
 	failStatus  int
@@ -58,8 +60,8 @@ func New(secretKey string) *Server {
 	s := &Server{
 		secretKey:   secretKey,
 		done:        make(chan struct{}),
-		apiKeys:     make(map[string]APIKey),
-		m2mTokens:   make(map[string]M2MToken),
+		apiKeys:     newCredentials[APIKey]("ak", "secret", "API key with that secret"),
+		m2mTokens:   newCredentials[M2MToken]("mt", "token", "M2M token with that value"),
 		machineKeys: make(map[string]bool),
 		calls:       make(map[string]int),
 	}
@@ -207,9 +209,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	var verify func(http.ResponseWriter, []byte)
 	switch r.URL.Path {
 	case apiKeysVerifyPath:
-		verify = s.verifyAPIKey
+		verify = s.apiKeys.verify
 	case m2mTokensVerifyPath:
-		verify = s.verifyM2MToken
+		verify = s.m2mTokens.verify
 	default:
 		writeError(w, http.StatusNotFound, errResourceNotFound)
 		return
