@@ -43,9 +43,22 @@ type entry struct {
 	key     cacheKey
 	verdict verdict
 	expires time.Time
+	lru     *lru // the list it is in
+}
+
+// lru is one list of entries, most recently used first, holding at most
+// size of them.
+type lru struct {
+	size int
+	ll   *list.List
 }
 
 // cache is a bounded LRU map of verdicts with a time to live per entry.
+//
+// Valid answers and rejections are kept in two lists with bounds of their
+// own, rejections in the smaller: every bearer string a client makes up costs
+// a Clerk call and a rejection, and in one list a flood of them would push
+// out the valid answers that real customers' requests depend on.
 //
 // Its generation counts purges. A verification notes the generation before
 // it asks Clerk and may store its answer only if no purge happened meanwhile,
@@ -53,15 +66,20 @@ type entry struct {
 // removed. One counter for all keys is enough: purges are rare, and a purge
 // by subject must also stop verifications whose subject is not known yet.
 type cache struct {
-	mu    sync.Mutex
-	size  int // the most entries kept; 0 keeps none
-	ll    *list.List
-	items map[cacheKey]*list.Element
-	gen   uint64
+	mu              sync.Mutex
+	valid, rejected lru
+	items           map[cacheKey]*list.Element
+	gen             uint64
 }
 
-func newCache(size int) *cache {
-	return &cache{size: size, ll: list.New(), items: make(map[cacheKey]*list.Element)}
+// newCache returns a cache of at most size valid answers and, beside them,
+// rejectedSize rejections. A size of 0 keeps none of that kind.
+func newCache(size, rejectedSize int) *cache {
+	return &cache{
+		valid:    lru{size: size, ll: list.New()},
+		rejected: lru{size: rejectedSize, ll: list.New()},
+		items:    make(map[cacheKey]*list.Element),
+	}
 }
 
 // get returns the verdict for k if it has not expired at now, and marks it
@@ -79,7 +97,7 @@ func (c *cache) get(k cacheKey, now time.Time) (verdict, bool) {
 		c.removeElement(el)
 		return verdict{}, false
 	}
-	c.ll.MoveToFront(el)
+	e.lru.ll.MoveToFront(el)
 	return e.verdict, true
 }
 
@@ -90,25 +108,30 @@ func (c *cache) generation() uint64 {
 	return c.gen
 }
 
-// add stores v for k until expires, evicting the least recently used entry
-// when the cache is full. It stores nothing if a purge has happened since
-// generation gen.
+// add stores v for k until expires, in the list of valid answers or of
+// rejections, evicting that list's least recently used entry when it is
+// full. It stores nothing if a purge has happened since generation gen.
 func (c *cache) add(k cacheKey, v verdict, expires time.Time, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
-	if c.size == 0 || gen != c.gen {
+	if gen != c.gen {
 		return
 	}
 	if el, ok := c.items[k]; ok {
-		e := el.Value.(*entry)
-		e.verdict, e.expires = v, expires
-		c.ll.MoveToFront(el)
+		c.removeElement(el)
+	}
+	l := &c.valid
+	if v.reason != "" {
+		l = &c.rejected
+	}
+	if l.size == 0 {
 		return
 	}
-	c.items[k] = c.ll.PushFront(&entry{key: k, verdict: v, expires: expires})
-	for c.ll.Len() > c.size {
-		c.removeElement(c.ll.Back())
+
+	c.items[k] = l.ll.PushFront(&entry{key: k, verdict: v, expires: expires, lru: l})
+	for l.ll.Len() > l.size {
+		c.removeElement(l.ll.Back())
 	}
 }
 
@@ -132,16 +155,19 @@ func (c *cache) removeSubject(subject string) {
 	defer c.mu.Unlock()
 
 	c.gen++
-	for el := c.ll.Front(); el != nil; {
-		next := el.Next()
-		if el.Value.(*entry).verdict.subject == subject {
-			c.removeElement(el)
+	for _, l := range []*lru{&c.valid, &c.rejected} {
+		for el := l.ll.Front(); el != nil; {
+			next := el.Next()
+			if el.Value.(*entry).verdict.subject == subject {
+				c.removeElement(el)
+			}
+			el = next
 		}
-		el = next
 	}
 }
 
 func (c *cache) removeElement(el *list.Element) {
-	c.ll.Remove(el)
-	delete(c.items, el.Value.(*entry).key)
+	e := el.Value.(*entry)
+	e.lru.ll.Remove(el)
+	delete(c.items, e.key)
 }

@@ -80,11 +80,13 @@
 //     secret) or PurgeSubject (by user_, org_ or mch_ id) to make a
 //     revocation take effect at once, for example from a Clerk webhook.
 //   - Rejections (unknown, revoked, expired) are reused for NegativeCacheTTL,
-//     5 seconds by default. A revoked or expired answer is never cached as
-//     valid.
+//     5 seconds by default and never longer than CacheTTL. A revoked or
+//     expired answer is never cached as valid.
 //   - Faults (Clerk 5xx or 429, timeouts, network errors) are never cached.
-//   - At most CacheSize credentials are kept, 10,000 by default; the least
-//     recently used is dropped first.
+//   - At most CacheSize valid credentials are kept, 10,000 by default, and
+//     a quarter as many rejections beside them, so that clients sending
+//     made-up keys cannot push the valid ones out; the least recently used
+//     is dropped first.
 //   - Concurrent verifications of one credential make one call to Clerk.
 //   - Entries are keyed by the SHA-256 hash of the secret; the secret itself
 //     is neither kept nor logged nor put in an error.

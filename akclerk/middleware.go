@@ -201,7 +201,13 @@ func (g *gate) middleware(next http.Handler) http.Handler {
 		}
 
 		d, err := g.verifier.verify(ctx, g.kind, credential)
-		if err != nil {
+		switch {
+		case err != nil && ctx.Err() != nil:
+			// The client left while Clerk was asked: not Clerk's fault.
+			g.log.DebugContext(ctx, "request ended during clerk verification", logErr, err)
+			agentkey.WriteUnavailable(w)
+			return
+		case err != nil:
 			g.log.ErrorContext(ctx, "verify credential with clerk", logErr, err)
 			agentkey.WriteUnavailable(w)
 			return

@@ -156,6 +156,14 @@ var statusRows = []statusRow{
 		status: http.StatusInternalServerError, error: "auth_unavailable",
 	},
 	{
+		name: "ClerkDown",
+		prepare: func(r *rowEnv) string {
+			r.e.emu.Close() // connections to it are refused from now on
+			return r.secret
+		},
+		status: http.StatusInternalServerError, error: "auth_unavailable",
+	},
+	{
 		name: "StorageFault",
 		prepare: func(r *rowEnv) string {
 			rec := serve(r.h, r.secret)
@@ -403,6 +411,41 @@ func TestConcurrentFirstRequests(t *testing.T) {
 				v, err := e.svc.ValidateBySubject(t.Context(), subject)
 				require.NoError(t, err)
 				require.Equal(t, budget, v.Key.Budgets[0].Used, "never more than the budget")
+			})
+		}
+	})
+}
+
+// TestConcurrentRequestsOneClerkCall checks that 1,000 concurrent requests
+// through the middleware, carrying one key Clerk has not been asked about
+// yet, make one Clerk call between them. Clerk answers slowly, so that the
+// requests overlap while the call is in flight.
+func TestConcurrentRequestsOneClerkCall(t *testing.T) {
+	t.Parallel()
+	const requests = 1000
+	forEachStore(t, func(t *testing.T, sf storeFactory) {
+		for _, ct := range credentialTypes {
+			t.Run(ct.name, func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, &sf, akclerk.VerifierConfig{})
+				secret := newSecret()
+				ct.add(e.emu, secret, ct.subject(), "")
+				e.emu.SetLatency(50 * time.Millisecond)
+				h := ct.middleware(e, gateOptions{})(handler(ct, 0))
+
+				var ok atomic.Int64
+				var wg sync.WaitGroup
+				for range requests {
+					wg.Go(func() {
+						if serve(h, secret).Code == http.StatusOK {
+							ok.Add(1)
+						}
+					})
+				}
+				wg.Wait()
+
+				require.EqualValues(t, requests, ok.Load(), "every request admitted")
+				require.Equal(t, 1, e.emu.Calls(ct.path), "one Clerk call for all of them")
 			})
 		}
 	})

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +33,10 @@ const (
 	DefaultCacheSize = 10_000
 )
 
+// clerkAPIVersionPath is the path of the Backend API's version that
+// clerk.APIURL ends in, added to a configured URL that has no path.
+const clerkAPIVersionPath = "v1"
+
 // The environment variables that ConfigFromEnv reads.
 const (
 	// EnvSecretKey holds the Clerk instance's secret key (sk_live_... or
@@ -52,8 +57,11 @@ type VerifierConfig struct {
 	// instead of SecretKey: Clerk accepts a machine's secret key there.
 	MachineSecretKey string
 
-	// APIURL is the base URL of the Backend API. Defaults to clerk.APIURL,
-	// https://api.clerk.com/v1.
+	// APIURL is the base URL of the Backend API, with its version path.
+	// Defaults to clerk.APIURL, https://api.clerk.com/v1. A URL with no path,
+	// such as https://api.clerk.com (the form Clerk's JavaScript SDKs take
+	// from CLERK_API_URL), gets /v1 added: without it every verification
+	// would reach an unknown route, whose 404 reads as an unknown key.
 	APIURL string
 
 	// HTTPClient makes the calls to Clerk. Defaults to a client of the
@@ -72,14 +80,16 @@ type VerifierConfig struct {
 	CacheTTL time.Duration
 
 	// NegativeCacheTTL is how long a rejection (unknown, revoked or expired
-	// credential) is reused. It is shorter than CacheTTL so that a key just
-	// created in Clerk works soon, while a client retrying a bad key in a
-	// loop costs one Clerk call per interval. Defaults to
-	// DefaultNegativeCacheTTL, 5s.
+	// credential) is reused. It is at most CacheTTL, and shorter by default,
+	// so that a key just created in Clerk works soon, while a client retrying
+	// a bad key in a loop costs one Clerk call per interval. Defaults to
+	// DefaultNegativeCacheTTL, 5s, or to CacheTTL when that is shorter.
 	NegativeCacheTTL time.Duration
 
-	// CacheSize is the most credentials kept; beyond it the least recently
-	// used is dropped. Defaults to DefaultCacheSize, 10,000.
+	// CacheSize is the most valid credentials kept; beyond it the least
+	// recently used is dropped. Rejections are kept apart, at most a quarter
+	// as many, so that a flood of made-up credentials cannot push valid ones
+	// out. Defaults to DefaultCacheSize, 10,000.
 	CacheSize int
 
 	// DisableCache makes every verification ask Clerk. Concurrent
@@ -106,6 +116,10 @@ func (c VerifierConfig) withDefaults() VerifierConfig {
 	if c.APIURL == "" {
 		c.APIURL = clerk.APIURL
 	}
+	u, err := url.Parse(c.APIURL)
+	if err == nil && u.Host != "" && (u.Path == "" || u.Path == "/") && u.RawQuery == "" {
+		c.APIURL = strings.TrimSuffix(c.APIURL, "/") + "/" + clerkAPIVersionPath
+	}
 	if c.MachineSecretKey == "" {
 		c.MachineSecretKey = c.SecretKey
 	}
@@ -116,7 +130,7 @@ func (c VerifierConfig) withDefaults() VerifierConfig {
 		c.CacheTTL = DefaultCacheTTL
 	}
 	if c.NegativeCacheTTL == 0 {
-		c.NegativeCacheTTL = DefaultNegativeCacheTTL
+		c.NegativeCacheTTL = min(DefaultNegativeCacheTTL, c.CacheTTL)
 	}
 	if c.CacheSize == 0 {
 		c.CacheSize = DefaultCacheSize
@@ -146,6 +160,9 @@ func (c VerifierConfig) validate() error {
 		return errors.New("config: CacheTTL must not be negative")
 	case c.NegativeCacheTTL < 0:
 		return errors.New("config: NegativeCacheTTL must not be negative")
+	case c.NegativeCacheTTL > c.CacheTTL:
+		return fmt.Errorf("config: NegativeCacheTTL %s must not exceed CacheTTL %s",
+			c.NegativeCacheTTL, c.CacheTTL)
 	case c.CacheSize < 0:
 		return errors.New("config: CacheSize must not be negative")
 	}
@@ -197,11 +214,11 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	v.apiKeys = apikey.NewClient(backend(cfg.SecretKey))
 	v.m2mTokens = m2m_token.NewClient(backend(cfg.MachineSecretKey))
 
-	size := cfg.CacheSize
+	size, rejected := cfg.CacheSize, max(cfg.CacheSize/4, 1)
 	if cfg.DisableCache {
-		size = 0
+		size, rejected = 0, 0
 	}
-	v.cache = newCache(size)
+	v.cache = newCache(size, rejected)
 	return v, nil
 }
 

@@ -3,6 +3,7 @@ package akclerk_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -89,6 +90,18 @@ func testVerifierCache(t *testing.T, ct credentialType) {
 		e.clock.Advance(akclerk.DefaultNegativeCacheTTL - time.Millisecond)
 		verify(t, e, secret, agentkey.ReasonInvalidKey, 1)
 		e.clock.Advance(time.Millisecond)
+		verify(t, e, secret, "", 2)
+	})
+
+	t.Run("NegativeTTLAtMostTTL", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil, akclerk.VerifierConfig{CacheTTL: time.Second})
+		secret := newSecret()
+		verify(t, e, secret, agentkey.ReasonInvalidKey, 1)
+
+		// The default negative TTL, 5s, would outlast a valid answer here.
+		ct.add(e.emu, secret, ct.subject(), "")
+		e.clock.Advance(time.Second)
 		verify(t, e, secret, "", 2)
 	})
 
@@ -264,6 +277,29 @@ func testVerifierCache(t *testing.T, ct credentialType) {
 		verify(t, e, b, "", 4)
 	})
 
+	t.Run("RejectionsDoNotEvictValid", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil, akclerk.VerifierConfig{CacheSize: 8})
+		valid := make([]string, 8)
+		for i := range valid {
+			valid[i] = added(e)
+			verify(t, e, valid[i], "", i+1)
+		}
+
+		// A flood of made-up credentials: each costs a call, and only a
+		// quarter of CacheSize of them are remembered.
+		junk := make([]string, 100)
+		for i := range junk {
+			junk[i] = newSecret()
+			verify(t, e, junk[i], agentkey.ReasonInvalidKey, 8+i+1)
+		}
+		for _, secret := range valid {
+			verify(t, e, secret, "", 108) // all still cached
+		}
+		verify(t, e, junk[99], agentkey.ReasonInvalidKey, 108)
+		verify(t, e, junk[0], agentkey.ReasonInvalidKey, 109)
+	})
+
 	t.Run("DisableCache", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, nil, akclerk.VerifierConfig{DisableCache: true})
@@ -321,6 +357,8 @@ func TestVerifierConfig(t *testing.T) {
 		{"NegativeNegativeTTL", akclerk.VerifierConfig{SecretKey: "sk", NegativeCacheTTL: -1},
 			"NegativeCacheTTL"},
 		{"NegativeSize", akclerk.VerifierConfig{SecretKey: "sk", CacheSize: -1}, "CacheSize"},
+		{"NegativeTTLAboveTTL", akclerk.VerifierConfig{SecretKey: "sk", CacheTTL: time.Second,
+			NegativeCacheTTL: 2 * time.Second}, "must not exceed CacheTTL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := akclerk.NewVerifier(tc.cfg)
@@ -347,6 +385,34 @@ func TestConfigFromEnv(t *testing.T) {
 
 	cfg = akclerk.ConfigFromEnv(func(string) string { return "" })
 	require.Empty(t, cfg.APIURL, "unset means Clerk's own URL, filled in by NewVerifier")
+}
+
+// TestAPIURLWithoutVersion checks that a Backend API URL given without its
+// version path, as Clerk's JavaScript SDKs take CLERK_API_URL, still reaches
+// the verify endpoints. Without the /v1 added, every valid key was refused
+// as invalid_key: the unknown route's 404 reads as an unknown secret.
+func TestAPIURLWithoutVersion(t *testing.T) {
+	t.Parallel()
+	emu := clerkemu.New("sk_test_instance")
+	t.Cleanup(emu.Close)
+	emu.AddAPIKey("ak_ok", clerkemu.APIKey{Subject: "user_1"})
+	emu.AddM2MToken("mt_ok", clerkemu.M2MToken{Subject: "mch_1"})
+
+	root := strings.TrimSuffix(emu.URL(), "/v1")
+	for _, apiURL := range []string{root, root + "/"} {
+		v, err := akclerk.NewVerifier(akclerk.VerifierConfig{
+			APIURL: apiURL, SecretKey: "sk_test_instance",
+		})
+		require.NoError(t, err)
+		t.Cleanup(v.Close)
+
+		key, err := v.VerifyAPIKey(t.Context(), "ak_ok")
+		require.NoError(t, err)
+		require.True(t, key.OK(), "API key through %s", apiURL)
+		tok, err := v.VerifyM2MToken(t.Context(), "mt_ok")
+		require.NoError(t, err)
+		require.True(t, tok.OK(), "M2M token through %s", apiURL)
+	}
 }
 
 // TestMachineSecretKey checks that M2M verification can authenticate with a
