@@ -44,6 +44,11 @@ var (
 	// releasing one that was settled.
 	ErrHoldClosed = errors.New("hold is already closed")
 
+	// ErrIdempotencyKeyReused is returned when an idempotency key already
+	// used for one operation comes back with a different amount: the first
+	// operation stands, and the second is not applied.
+	ErrIdempotencyKeyReused = errors.New("idempotency key already used with a different amount")
+
 	// ErrClosed is returned by a Service after Close.
 	ErrClosed = errors.New("agentkey: service closed")
 )
