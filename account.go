@@ -72,7 +72,7 @@ func (s *Service) CreateAccount(ctx context.Context, p AccountParams) (Account, 
 	}
 	a.Budgets = budgets
 
-	if err := s.store.CreateAccount(ctx, a, MaxDepth); err != nil {
+	if err := s.store.CreateAccount(ctx, a, MaxDepth, Op{ID: newID("op"), At: now}); err != nil {
 		return Account{}, fmt.Errorf("create account %s: %w", a.ID, err)
 	}
 	return a, nil
@@ -111,7 +111,7 @@ func (s *Service) MoveAccount(ctx context.Context, id, parentID string) (Account
 	if id == parentID {
 		return Account{}, fmt.Errorf("move account %s: %w", truncate(id, 40), ErrCycle)
 	}
-	a, err := s.store.SetParent(ctx, id, parentID, MaxDepth)
+	a, err := s.store.SetParent(ctx, id, parentID, MaxDepth, s.newOp())
 	if err != nil {
 		return Account{}, fmt.Errorf("move account %s: %w", truncate(id, 40), err)
 	}
@@ -124,7 +124,7 @@ func (s *Service) MoveKey(ctx context.Context, keyID, accountID string) (Key, er
 	if err := checkID("account id", accountID); err != nil {
 		return Key{}, fmt.Errorf("move key: %w", err)
 	}
-	k, err := s.store.MoveKey(ctx, keyID, accountID)
+	k, err := s.store.MoveKey(ctx, keyID, accountID, s.newOp())
 	if err != nil {
 		return Key{}, fmt.Errorf("move key %s: %w", truncate(keyID, 40), err)
 	}
@@ -140,11 +140,12 @@ func (s *Service) SetBudget(ctx context.Context, o Owner, spec BudgetSpec) (Budg
 	if err := o.check(); err != nil {
 		return Budget{}, fmt.Errorf("set budget: %w", err)
 	}
-	b, err := newBudget(newID("bud"), o.Kind, o.ID, spec, s.cfg.Location, s.now())
+	op := s.newOp()
+	b, err := newBudget(newID("bud"), o.Kind, o.ID, spec, s.cfg.Location, op.At)
 	if err != nil {
 		return Budget{}, fmt.Errorf("set budget: %w", err)
 	}
-	b, err = s.store.PutBudget(ctx, b, !spec.Anchor.IsZero())
+	b, err = s.store.PutBudget(ctx, b, !spec.Anchor.IsZero(), op)
 	if err != nil {
 		return Budget{}, fmt.Errorf("set budget on %s %s: %w", o.Kind, truncate(o.ID, 40), err)
 	}
@@ -160,7 +161,7 @@ func (s *Service) RemoveBudget(ctx context.Context, o Owner, p Period) error {
 	if _, err := ParsePeriod(string(p)); err != nil {
 		return fmt.Errorf("remove budget: %w: %w", ErrInvalidArgument, err)
 	}
-	if err := s.store.DeleteBudget(ctx, o, p, s.meter(o)); err != nil {
+	if err := s.store.DeleteBudget(ctx, o, p, s.meter(o), s.newOp()); err != nil {
 		return fmt.Errorf("remove budget of %s %s: %w", o.Kind, truncate(o.ID, 40), err)
 	}
 	return nil

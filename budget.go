@@ -1,6 +1,7 @@
 package agentkey
 
 import (
+	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -52,6 +53,21 @@ type Budget struct {
 	Used      Money     `json:"used"`
 	Held      Money     `json:"held"`
 	CreatedAt time.Time `json:"created_at"`
+}
+
+// MarshalJSON adds to the budget's fields its "remaining" amount, the limit
+// less what is used and held; an unlimited budget has none.
+func (b Budget) MarshalJSON() ([]byte, error) {
+	type fields Budget // without this method
+	out := struct {
+		fields
+		Remaining *Money `json:"remaining,omitempty"`
+	}{fields: fields(b)}
+	if !b.Unlimited {
+		rem := b.Remaining()
+		out.Remaining = &rem
+	}
+	return json.Marshal(out)
 }
 
 // Remaining returns what can still be charged or held in the current period:

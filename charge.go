@@ -78,6 +78,9 @@ type ChargeResult struct {
 	// Replayed is set when the result is that of an earlier charge with the
 	// same idempotency key.
 	Replayed bool `json:"replayed,omitempty"`
+	// ExpiredHoldsOn lists the budgets of the key's path that the store found
+	// carrying open holds past their expiry. The Service releases them.
+	ExpiredHoldsOn []string `json:"-"`
 }
 
 // OK reports whether the amount was charged.

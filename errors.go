@@ -48,9 +48,6 @@ var (
 	// used for one operation comes back with a different amount: the first
 	// operation stands, and the second is not applied.
 	ErrIdempotencyKeyReused = errors.New("idempotency key already used with a different amount")
-
-	// ErrClosed is returned by a Service after Close.
-	ErrClosed = errors.New("agentkey: service closed")
 )
 
 // Reason says why a key or a charge was refused. The empty Reason means allowed.

@@ -1,6 +1,7 @@
 package agentkey
 
 import (
+	"fmt"
 	"slices"
 	"time"
 )
@@ -68,6 +69,9 @@ type ReserveResult struct {
 	// Replayed is set when the hold is one made earlier with the same
 	// idempotency key.
 	Replayed bool `json:"replayed,omitempty"`
+	// ExpiredHoldsOn lists the budgets of the key's path that the store found
+	// carrying open holds past their expiry. The Service releases them.
+	ExpiredHoldsOn []string `json:"-"`
 }
 
 // OK reports whether the hold was made.
@@ -81,7 +85,7 @@ func PlanReserve(req ReserveRequest, key Key, budgets []Budget) (ChargePlan, err
 	if key.Revoked() || key.Expired(req.Now) {
 		return ChargePlan{Reason: ReasonInvalidKey}, nil
 	}
-	if req.Amount < 0 {
+	if req.Amount <= 0 {
 		return ChargePlan{Reason: ReasonInvalidCost}, nil
 	}
 	p, err := rollAll(cr, key, budgets)
@@ -94,7 +98,10 @@ func PlanReserve(req ReserveRequest, key Key, budgets []Budget) (ChargePlan, err
 	}
 	for i := range p.Budgets {
 		b := &p.Budgets[i]
-		b.Held += req.Amount
+		// Only an unlimited budget can get here with a sum out of range.
+		if b.Held, err = b.Held.Add(req.Amount); err != nil {
+			return ChargePlan{}, fmt.Errorf("hold on budget %s: %w", b.ID, err)
+		}
 		p.Changed[i] = true
 		p.Entries = append(p.Entries, opEntry(cr, key, Entry{
 			Kind:           EntryHold,
@@ -208,7 +215,9 @@ func PlanClose(req CloseRequest, h Hold, budgets []Budget) (HoldPlan, error) {
 	for i := range p.Budgets {
 		b := &p.Budgets[i]
 		b.Held -= min(b.Held, held)
-		b.Used += charged
+		if b.Used, err = b.Used.Add(charged); err != nil {
+			return HoldPlan{}, fmt.Errorf("settle on budget %s: %w", b.ID, err)
+		}
 		p.Changed[i] = true
 
 		e := Entry{BudgetID: b.ID, HoldID: h.ID, PeriodStart: b.PeriodStart,

@@ -12,15 +12,19 @@ import (
 // it. It succeeds only if the estimate fits all of them, and counts against
 // them at once, so concurrent requests can never together pass a limit. The
 // hold expires after Config.HoldTTL (or WithHoldTTL) unless it is settled or
-// released first.
+// released first. An estimate must be positive: zero or less is refused with
+// ReasonInvalidCost.
 func (s *Service) Reserve(ctx context.Context, keyID string, estimate Money, opts ...ChargeOption,
 ) (ReserveResult, error) {
 	o := applyOptions(opts)
-	if estimate < 0 {
+	if estimate <= 0 {
 		return ReserveResult{Reason: ReasonInvalidCost}, nil
 	}
 	if keyID == "" {
 		return ReserveResult{Reason: ReasonInvalidKey}, nil
+	}
+	if err := checkIdempotencyKey(o.idempotencyKey); err != nil {
+		return ReserveResult{}, fmt.Errorf("reserve: %w", err)
 	}
 	ttl := s.cfg.HoldTTL
 	if o.holdTTL > 0 {
@@ -39,11 +43,15 @@ func (s *Service) Reserve(ctx context.Context, keyID string, estimate Money, opt
 		Now:            now,
 	}
 	res, err := s.store.Reserve(ctx, req)
-	if err == nil && s.retryAfterSweep(ctx, res.Reason, res.RefusedBy) {
+	if err == nil && s.releaseExpired(ctx, res.ExpiredHoldsOn) && res.Reason == ReasonBudgetExceeded {
 		res, err = s.store.Reserve(ctx, req)
 	}
 	if err != nil {
 		return ReserveResult{}, fmt.Errorf("reserve for %s: %w", truncate(keyID, 40), err)
+	}
+	if res.Replayed && res.Hold.Amount != estimate {
+		return ReserveResult{}, fmt.Errorf("reserve for %s: %w: first held %s, now %s",
+			truncate(keyID, 40), ErrIdempotencyKeyReused, res.Hold.Amount, estimate)
 	}
 	return res, nil
 }
@@ -96,15 +104,27 @@ func (s *Service) Hold(ctx context.Context, id string) (Hold, error) {
 }
 
 // SweepHolds releases every hold that has expired, and returns how many it
-// released. Expired holds are also released when they stand in the way of a
-// charge or a hold on their budgets; a sweeper keeps budgets' held amounts
-// honest in between. RunSweeper calls it periodically.
+// released. Expired holds are also released by the next charge or hold on
+// any of their budgets, and by a Validate that finds a budget without room;
+// a sweeper keeps the held amounts that reads show honest in between.
+// RunSweeper calls it periodically.
 func (s *Service) SweepHolds(ctx context.Context) (int, error) {
-	return s.sweep(ctx, nil)
+	total := 0
+	for {
+		n, err := s.sweep(ctx, nil)
+		total += n
+		if err != nil || n < sweepBatch {
+			return total, err
+		}
+	}
 }
 
-// RunSweeper calls SweepHolds every interval until ctx is done.
+// RunSweeper calls SweepHolds every interval until ctx is done. An interval
+// of zero or less means DefaultSweepInterval.
 func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = DefaultSweepInterval
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -120,6 +140,10 @@ func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) {
 		}
 	}
 }
+
+// DefaultSweepInterval is how often RunSweeper looks for expired holds when
+// no interval is given.
+const DefaultSweepInterval = 30 * time.Second
 
 // sweepBatch bounds the holds one sweep releases.
 const sweepBatch = 500
@@ -143,20 +167,34 @@ func (s *Service) sweep(ctx context.Context, budgetIDs []string) (int, error) {
 	return released, nil
 }
 
-// retryAfterSweep releases the expired holds on a refusing budget and reports
-// whether that freed anything, so that the refused operation is tried once
-// more. This is how expired holds are released at the next touch of their
-// budget without a query on every charge.
-func (s *Service) retryAfterSweep(ctx context.Context, reason Reason, refused *Budget) bool {
-	if reason != ReasonBudgetExceeded || refused == nil || refused.Held == 0 {
+// releaseExpired releases the expired holds on budgets, which the store found
+// during a charge or a hold: this is how expired holds are released at the
+// next touch of their budget. It reports whether it released any, so that an
+// operation they stood in the way of is tried once more. A failure is logged
+// and left to the next touch or the sweeper.
+func (s *Service) releaseExpired(ctx context.Context, budgets []string) bool {
+	if len(budgets) == 0 {
 		return false
 	}
-	n, err := s.sweep(ctx, []string{refused.ID})
+	n, err := s.sweep(ctx, budgets)
 	if err != nil {
 		s.log.WarnContext(ctx, "release expired holds", logErr, err)
 		return false
 	}
 	return n > 0
+}
+
+// sweepExhausted releases the expired holds on the budgets of a key that has
+// no room, since a read such as Validate finds no expired holds by itself, and
+// reports whether it released any.
+func (s *Service) sweepExhausted(ctx context.Context, budgets []Budget) bool {
+	var held []string
+	for _, b := range budgets {
+		if b.Held > 0 {
+			held = append(held, b.ID)
+		}
+	}
+	return s.releaseExpired(ctx, held)
 }
 
 // Holds lists holds in id order.

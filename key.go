@@ -78,14 +78,23 @@ func (k *Key) Remaining() (Money, bool) {
 	return least, limited
 }
 
-// exhausted returns the first budget of k that has no room left, if any.
-func (k *Key) exhausted() *Budget {
+// blocking returns the budget of k that keeps it from being used for longest,
+// or nil when every budget has room: an exhausted lifetime budget, which never
+// resets, or else the exhausted budget whose period ends last, since the key
+// can be used again only once all of them have reset.
+func (k *Key) blocking() *Budget {
+	var worst *Budget
 	for i := range k.Budgets {
-		if k.Budgets[i].Exhausted() {
-			return &k.Budgets[i]
+		b := &k.Budgets[i]
+		switch {
+		case !b.Exhausted():
+		case b.ResetAt.IsZero():
+			return b
+		case worst == nil || b.ResetAt.After(worst.ResetAt):
+			worst = b
 		}
 	}
-	return nil
+	return worst
 }
 
 // rolled returns a copy of k whose budgets show the periods in force at now,

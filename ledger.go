@@ -1,6 +1,9 @@
 package agentkey
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // EntryKind says what a ledger entry records.
 type EntryKind string
@@ -24,7 +27,49 @@ const (
 	// EntryOverrun is what a settled hold cost above what any budget had
 	// room for. It is kept for the record and not counted as used.
 	EntryOverrun EntryKind = "overrun"
+
+	// The changes of the tree and of budgets move no money: their amount is
+	// zero and their metadata says what changed.
+
+	// EntryAccountCreated records a new account; metadata "parent" names its
+	// parent, if any.
+	EntryAccountCreated EntryKind = "account_created"
+	// EntryAccountMoved records an account put under another parent:
+	// metadata "from" and "to" (empty for a root).
+	EntryAccountMoved EntryKind = "account_moved"
+	// EntryKeyMoved records a key or subject put in another account:
+	// metadata "from" and "to".
+	EntryKeyMoved EntryKind = "key_moved"
+	// EntryBudgetSet records a budget put on a node, when the node is
+	// created or later, or a node's budget replaced ("replaced": "true"):
+	// metadata "period" and "limit" (a decimal amount, or "unlimited").
+	EntryBudgetSet EntryKind = "budget_set"
+	// EntryBudgetRemoved records a budget taken off a node: metadata
+	// "period", "limit", and the "used" and "held" it had.
+	EntryBudgetRemoved EntryKind = "budget_removed"
 )
+
+// entryKinds are all the kinds, in the order of their declaration.
+var entryKinds = []EntryKind{
+	EntryCharge, EntryAdjust, EntryReset, EntryHold, EntryRelease, EntrySettle, EntryOverrun,
+	EntryAccountCreated, EntryAccountMoved, EntryKeyMoved, EntryBudgetSet, EntryBudgetRemoved,
+}
+
+// MoneyKinds are the kinds of entries that record money: charges,
+// adjustments, resets, holds and their closing. The others record changes of
+// the tree and of budgets.
+var MoneyKinds = entryKinds[:7]
+
+// ParseEntryKind returns the kind named s, or an error wrapping
+// ErrInvalidArgument.
+func ParseEntryKind(s string) (EntryKind, error) {
+	for _, k := range entryKinds {
+		if string(k) == s {
+			return k, nil
+		}
+	}
+	return "", fmt.Errorf("%w: unknown ledger entry kind %q", ErrInvalidArgument, truncate(s, 40))
+}
 
 // CountsAsUsed reports whether entries of kind k add up to a budget's used
 // amount for their period.
@@ -48,10 +93,12 @@ func (k EntryKind) HeldDelta(a Money) Money {
 // entry; one operation that touches several budgets writes one entry per budget,
 // all sharing the operation's OpID.
 type Entry struct {
-	ID       int64     `json:"id"`
-	OpID     string    `json:"op_id"`
-	Kind     EntryKind `json:"kind"`
-	BudgetID string    `json:"budget_id"`
+	ID   int64     `json:"id"`
+	OpID string    `json:"op_id"`
+	Kind EntryKind `json:"kind"`
+	// BudgetID is the budget the entry changes; empty for a change of the
+	// tree that touches no budget.
+	BudgetID string `json:"budget_id,omitempty"`
 	// KeyID is the key or subject the operation was made for, if any.
 	KeyID     string `json:"key_id,omitempty"`
 	AccountID string `json:"account_id,omitempty"`
@@ -71,6 +118,9 @@ type LedgerFilter struct {
 	KeyID     string
 	AccountID string
 	BudgetID  string
+	// Kinds, when not empty, selects entries of these kinds only; MoneyKinds
+	// leaves out the changes of the tree and of budgets.
+	Kinds []EntryKind
 	// Since and Until bound CreatedAt: Since <= CreatedAt < Until.
 	Since time.Time
 	Until time.Time
@@ -87,20 +137,25 @@ type BudgetTotal struct {
 	LedgerUsed Money
 	// LedgerHeld is what the ledger's hold and release entries leave held.
 	LedgerHeld Money
+	// OpenHolds is the sum of the amounts of the open holds on the budget.
+	OpenHolds Money
 }
 
-// Drift is a budget whose stored used or held amount differs from its ledger.
+// Drift is a budget whose stored used or held amount differs from its
+// ledger, or whose held amount differs from its open holds.
 type Drift struct {
 	Budget     Budget `json:"budget"`
 	LedgerUsed Money  `json:"ledger_used"`
 	LedgerHeld Money  `json:"ledger_held"`
+	OpenHolds  Money  `json:"open_holds"`
 }
 
 // AuditReport is the result of Audit.
 type AuditReport struct {
 	// Budgets is the number of budgets checked.
 	Budgets int `json:"budgets"`
-	// Drifts lists the budgets whose used amount does not match the ledger.
+	// Drifts lists the budgets whose used or held amount does not match the
+	// ledger or the open holds.
 	Drifts []Drift `json:"drifts"`
 }
 

@@ -3,6 +3,7 @@ package agentkey
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -44,10 +45,11 @@ type MiddlewareOptions struct {
 	// Estimate, when set, makes the middleware hold the estimated cost of
 	// each request before the handler runs (see Service.Reserve), and refuse
 	// the request with 429 when it does not fit every budget on the key's
-	// path. The handler then settles the real cost with Charge. An error
-	// answers 400 invalid_estimate. FixedEstimate holds one amount for every
-	// request. Without Estimate, the middleware only checks that the key has
-	// budget left, and Charge charges after the work.
+	// path. The handler then settles the real cost with Charge. An error or a
+	// negative estimate answers 400 invalid_estimate; an estimate of zero
+	// holds nothing, as without Estimate. FixedEstimate holds one amount for
+	// every request. Without Estimate, the middleware only checks that the key
+	// has budget left, and Charge charges after the work.
 	Estimate func(*http.Request) (Money, error)
 
 	// HoldTTL is how long a hold lives if the handler hangs. Defaults to
@@ -130,12 +132,16 @@ func Charge(ctx context.Context, cost Money, opts ...ChargeOption) (ChargeResult
 	if !ok {
 		return ChargeResult{}, ErrNoKey
 	}
+	// The work is done: a client that leaves now must not keep it from being
+	// billed, so the charge does not inherit the request's cancellation.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), chargeTimeout)
+	defer cancel()
 	if c.hold != nil {
 		if cost < 0 {
 			return ChargeResult{Reason: ReasonInvalidCost}, nil
 		}
 		res, err := c.hold.close(ctx, true, cost, opts)
-		if err != ErrHoldClosed {
+		if !errors.Is(err, ErrHoldClosed) {
 			if err != nil {
 				return ChargeResult{}, err
 			}
@@ -147,6 +153,10 @@ func Charge(ctx context.Context, cost Money, opts ...ChargeOption) (ChargeResult
 	}
 	return c.svc.ChargeKey(ctx, c.key.ID, cost, opts...)
 }
+
+// chargeTimeout bounds a charge or settlement made for a request after its
+// work, once it no longer follows the request's cancellation.
+const chargeTimeout = 10 * time.Second
 
 // mergeBudgets returns bs with each budget replaced by its newer state in
 // updates, when updates has it.
@@ -171,7 +181,7 @@ type Denial struct {
 	// Scope is the scope that was required.
 	Scope string
 	// Budget is the budget that refused; on ReasonBudgetExceeded it defaults
-	// to the key's first budget without room.
+	// to the key's exhausted budget that frees up last.
 	Budget *Budget
 	// Now is used to compute Retry-After.
 	Now time.Time
@@ -220,7 +230,7 @@ func WriteDenial(w http.ResponseWriter, d Denial) {
 	case d.Reason == ReasonBudgetExceeded:
 		b := d.Budget
 		if b == nil && d.Key != nil {
-			b = d.Key.exhausted()
+			b = d.Key.blocking()
 		}
 		body := errorBody{Error: string(d.Reason), Budget: b}
 		if b != nil && !b.ResetAt.IsZero() && !d.Now.IsZero() {

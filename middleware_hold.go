@@ -2,9 +2,9 @@ package agentkey
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
-	"time"
 )
 
 // FixedEstimate returns an Estimate function that holds amount for every
@@ -16,8 +16,9 @@ func FixedEstimate(amount Money) func(*http.Request) (Money, error) {
 // Serve runs next for a request whose credential was validated as v: it
 // checks the scope, holds the estimate when opts has one, and runs next with
 // the key (and hold) in the request's context. A hold the handler neither
-// settles (Charge) nor releases (Release) is released if the handler panics or
-// answers with a status of 400 or more, and settled at the estimate otherwise.
+// settles (Charge) nor releases (Release) is released if the handler panics,
+// answers with a status of 400 or more, or answers nothing to a client that
+// has gone; it is settled at the estimate otherwise.
 // The middlewares of this package and of akclerk call it.
 func (s *Service) Serve(w http.ResponseWriter, r *http.Request, next http.Handler, v Validation,
 	opts MiddlewareOptions,
@@ -35,6 +36,12 @@ func (s *Service) Serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	estimate, err := opts.Estimate(r)
 	if err != nil || estimate < 0 {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: "invalid_estimate"})
+		return
+	}
+	if estimate == 0 {
+		// Nothing to hold: the request runs as without Estimate, and Charge
+		// charges after the work.
+		next.ServeHTTP(w, r.WithContext(ContextWithKey(ctx, s, v.Key)))
 		return
 	}
 	res, err := s.Reserve(ctx, v.Key.ID, estimate, WithHoldTTL(opts.HoldTTL))
@@ -60,7 +67,10 @@ func (s *Service) Serve(w http.ResponseWriter, r *http.Request, next http.Handle
 			rh.finish(ctx, false)
 			panic(p)
 		}
-		rh.finish(ctx, rec.status < http.StatusBadRequest)
+		// A handler that answered nothing to a client that has gone gave up
+		// on the work: there is nothing to bill.
+		gaveUp := rec.status == 0 && ctx.Err() != nil
+		rh.finish(ctx, rec.status < http.StatusBadRequest && !gaveUp)
 	}()
 	next.ServeHTTP(rec, r.WithContext(context.WithValue(ctx, contextKey{}, c)))
 }
@@ -100,10 +110,10 @@ func (h *requestHold) close(ctx context.Context, settle bool, actual Money, opts
 // the handler succeeded, released otherwise. It runs after the client may have
 // gone, so it does not inherit the request's cancellation.
 func (h *requestHold) finish(ctx context.Context, succeeded bool) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), chargeTimeout)
 	defer cancel()
 	_, err := h.close(ctx, succeeded, h.hold.Amount, nil)
-	if err != nil && err != ErrHoldClosed {
+	if err != nil && !errors.Is(err, ErrHoldClosed) {
 		// The hold stays open and expires: the budget gets the estimate back
 		// then, and nothing is charged twice.
 		h.svc.log.ErrorContext(ctx, "close hold after handler", "hold_id", h.hold.ID, logErr, err)
@@ -151,5 +161,8 @@ func Release(ctx context.Context) (CloseResult, error) {
 	if !ok || c.hold == nil {
 		return CloseResult{}, ErrNoKey
 	}
+	// As for Charge: a client that has left must not keep the hold open.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), chargeTimeout)
+	defer cancel()
 	return c.hold.close(ctx, false, 0, nil)
 }

@@ -130,7 +130,8 @@ func New(store Store, cfg Config) (*Service, error) {
 func (s *Service) Store() Store { return s.store }
 
 // Close stops the service's background work and writes pending last-use
-// times. It does not close the store.
+// times. It does not close the store. A closed Service still answers every
+// call, but no longer records when keys were last used.
 func (s *Service) Close(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -192,7 +193,7 @@ func (s *Service) CreateKey(ctx context.Context, p CreateKeyParams) (CreatedKey,
 	}
 	rec.Prefix, rec.Hash = display, HashSecret(secret)
 
-	if err := s.store.CreateKey(ctx, rec); err != nil {
+	if err := s.store.CreateKey(ctx, rec, Op{ID: newID("op"), At: rec.CreatedAt}); err != nil {
 		return CreatedKey{}, fmt.Errorf("create key: %w", err)
 	}
 	return CreatedKey{Secret: secret, Key: rec.Key}, nil
@@ -211,10 +212,10 @@ func (s *Service) newKeyRecord(id string, p identity) (KeyRecord, error) {
 	if err := s.checkScopes(p.Scopes); err != nil {
 		return KeyRecord{}, err
 	}
-	if p.ExpiresIn < 0 {
+	now := s.now()
+	if p.ExpiresIn < 0 || (!p.ExpiresAt.IsZero() && !p.ExpiresAt.After(now)) {
 		return KeyRecord{}, fmt.Errorf("%w: expiry must be in the future", ErrInvalidArgument)
 	}
-	now := s.now()
 
 	k := Key{
 		ID:          id,
@@ -329,8 +330,8 @@ func (s *Service) validate(ctx context.Context, q KeyQuery, retry bool) (Validat
 		return Validation{}, fmt.Errorf("validate %s: %w", k.ID, err)
 	}
 	s.touch(k.ID, now)
-	if b := k.exhausted(); b != nil {
-		if retry && s.retryAfterSweep(ctx, ReasonBudgetExceeded, b) {
+	if b := k.blocking(); b != nil {
+		if retry && s.sweepExhausted(ctx, k.Budgets) {
 			return s.validate(ctx, q, false)
 		}
 		return Validation{Key: k, Reason: ReasonBudgetExceeded}, nil
@@ -398,22 +399,36 @@ func (s *Service) charge(ctx context.Context, req ChargeRequest, opts []ChargeOp
 	if req.Amount < 0 {
 		return ChargeResult{Reason: ReasonInvalidCost}, nil
 	}
-	if len(req.IdempotencyKey) > 255 {
-		return ChargeResult{}, fmt.Errorf("charge: %w: idempotency key longer than 255 bytes",
-			ErrInvalidArgument)
+	if err := checkIdempotencyKey(req.IdempotencyKey); err != nil {
+		return ChargeResult{}, fmt.Errorf("charge: %w", err)
 	}
 
 	res, err := s.store.Charge(ctx, req)
-	if err == nil && s.retryAfterSweep(ctx, res.Reason, res.RefusedBy) {
+	if err == nil && s.releaseExpired(ctx, res.ExpiredHoldsOn) && res.Reason == ReasonBudgetExceeded {
 		res, err = s.store.Charge(ctx, req)
 	}
 	if err != nil {
 		return ChargeResult{}, fmt.Errorf("charge: %w", err)
 	}
+	if res.Replayed && res.Charged != req.Amount {
+		return ChargeResult{}, fmt.Errorf("charge: %w: first charged %s, now %s",
+			ErrIdempotencyKeyReused, res.Charged, req.Amount)
+	}
+	if res.Key.ID != "" {
+		s.touch(res.Key.ID, req.Now)
+	}
 	if res.OK() && !res.Replayed && req.Amount > 0 {
 		s.log.DebugContext(ctx, "charged", logKeyID, res.Key.ID, logAmount, req.Amount.String())
 	}
 	return res, nil
+}
+
+// checkIdempotencyKey refuses an idempotency key too long to store.
+func checkIdempotencyKey(k string) error {
+	if len(k) > 255 {
+		return fmt.Errorf("%w: idempotency key longer than 255 bytes", ErrInvalidArgument)
+	}
+	return nil
 }
 
 // SubjectParams describe the row created the first time a subject is seen.
@@ -460,7 +475,7 @@ func (s *Service) EnsureSubject(ctx context.Context, subject string, p SubjectPa
 	}
 	rec.Subject = subject
 
-	k, created, err := s.store.EnsureSubject(ctx, rec)
+	k, created, err := s.store.EnsureSubject(ctx, rec, Op{ID: newID("op"), At: rec.CreatedAt})
 	if err != nil {
 		return Key{}, false, fmt.Errorf("ensure subject: %w", err)
 	}
@@ -492,6 +507,11 @@ func (s *Service) Ledger(ctx context.Context, f LedgerFilter) ([]Entry, error) {
 		f.Limit = 100
 	}
 	f.Limit = min(f.Limit, 10_000)
+	for _, k := range f.Kinds {
+		if _, err := ParseEntryKind(string(k)); err != nil {
+			return nil, fmt.Errorf("ledger: %w", err)
+		}
+	}
 	entries, err := s.store.Ledger(ctx, f)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
@@ -499,9 +519,11 @@ func (s *Service) Ledger(ctx context.Context, f LedgerFilter) ([]Entry, error) {
 	return entries, nil
 }
 
-// Audit recomputes every budget's used amount for its current period from the
-// ledger and reports the budgets where the two differ. The ledger is the truth;
-// the running totals are a cache of it.
+// Audit checks every budget of the tree, of accounts, keys and subjects alike:
+// it recomputes the used amount of its current period from the ledger, and
+// its held amount both from the ledger and from the open holds, and reports
+// the budgets where any of these differ from the stored amounts. The ledger
+// is the truth; the running totals are a cache of it.
 func (s *Service) Audit(ctx context.Context) (AuditReport, error) {
 	totals, err := s.store.BudgetTotals(ctx)
 	if err != nil {
@@ -509,9 +531,10 @@ func (s *Service) Audit(ctx context.Context) (AuditReport, error) {
 	}
 	report := AuditReport{Budgets: len(totals), Drifts: []Drift{}}
 	for _, t := range totals {
-		if t.Budget.Used != t.LedgerUsed || t.Budget.Held != t.LedgerHeld {
-			report.Drifts = append(report.Drifts, Drift{Budget: t.Budget, LedgerUsed: t.LedgerUsed,
-				LedgerHeld: t.LedgerHeld})
+		b := t.Budget
+		if b.Used != t.LedgerUsed || b.Held != t.LedgerHeld || b.Held != t.OpenHolds {
+			report.Drifts = append(report.Drifts, Drift{Budget: b, LedgerUsed: t.LedgerUsed,
+				LedgerHeld: t.LedgerHeld, OpenHolds: t.OpenHolds})
 		}
 	}
 	return report, nil

@@ -20,14 +20,16 @@ type Store interface {
 	// safe to call from several processes at once.
 	Migrate(ctx context.Context) error
 
-	// CreateKey inserts a key and its budgets.
-	CreateKey(ctx context.Context, k KeyRecord) error
+	// CreateKey inserts a key and its budgets, and the ledger entries of
+	// KeyCreatedEntries(op, k.Key).
+	CreateKey(ctx context.Context, k KeyRecord, op Op) error
 
 	// EnsureSubject inserts k, a key row for an external subject, with its
-	// budgets, unless a row for k.Subject exists. It returns the row as stored
-	// (with its path budgets, as Key does) and whether it was created. Concurrent calls for one subject create
-	// exactly one row.
-	EnsureSubject(ctx context.Context, k KeyRecord) (Key, bool, error)
+	// budgets and the entries of KeyCreatedEntries, unless a row for
+	// k.Subject exists. It returns the row as stored (with its path budgets,
+	// as Key does) and whether it was created. Concurrent calls for one
+	// subject create exactly one row.
+	EnsureSubject(ctx context.Context, k KeyRecord, op Op) (Key, bool, error)
 
 	// Key returns a key with the budgets of its whole path as stored (periods
 	// are not rolled), or ErrNotFound. The path is the key's own budgets and
@@ -52,8 +54,10 @@ type Store interface {
 	// (ReasonInvalidKey if absent), and locks its path budgets in id order;
 	// (3) calls PlanCharge and, unless the plan has a Reason, writes the
 	// plan's changed budgets, its entries and the idempotency record; (4)
-	// returns ChargePlan.Result. Rollovers in a refused plan need not be
-	// written. A zero amount writes nothing and records no idempotency key.
+	// returns ChargePlan.Result with ExpiredHoldsOn set to the path budgets
+	// that carry open holds whose expiry is at or before req.Now. Rollovers in
+	// a refused plan need not be written. A zero amount writes nothing and
+	// records no idempotency key.
 	Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error)
 
 	// Adjust applies a manual adjustment to one budget with PlanAdjust, under
@@ -68,8 +72,9 @@ type Store interface {
 
 	// BudgetTotals returns every budget with the sum of its ledger entries that
 	// count as used (EntryKind.CountsAsUsed) and belong to its stored current
-	// period (Entry.PeriodStart equal to Budget.PeriodStart), and the sum over
-	// all time of EntryKind.HeldDelta of its entries.
+	// period (Entry.PeriodStart equal to Budget.PeriodStart), the sum over
+	// all time of EntryKind.HeldDelta of its entries, and the sum of the
+	// amounts of the open holds on it, all from one snapshot.
 	BudgetTotals(ctx context.Context) ([]BudgetTotal, error)
 
 	treeStore

@@ -7,10 +7,11 @@ import (
 
 // treeStore is the part of Store for the budget tree and holds.
 type treeStore interface {
-	// CreateAccount inserts an account and its budgets. ErrConflict if the id
-	// is taken; ErrNotFound if ParentID is set and does not exist; ErrTooDeep if
-	// the account would sit deeper than maxDepth levels.
-	CreateAccount(ctx context.Context, a Account, maxDepth int) error
+	// CreateAccount inserts an account and its budgets, and the entries of
+	// AccountCreatedEntries. ErrConflict if the id is taken; ErrNotFound if
+	// ParentID is set and does not exist; ErrTooDeep if the account would sit
+	// deeper than maxDepth levels.
+	CreateAccount(ctx context.Context, a Account, maxDepth int, op Op) error
 
 	// Account returns an account with its own budgets (ordered by id), or
 	// ErrNotFound.
@@ -23,16 +24,18 @@ type treeStore interface {
 	// returns it. Under one lock for all tree changes it refuses with ErrCycle
 	// a parent that is the account or one of its descendants, and with
 	// ErrTooDeep a move after which some account would sit deeper than
-	// maxDepth levels. ErrNotFound if either account does not exist.
-	SetParent(ctx context.Context, id, parentID string, maxDepth int) (Account, error)
+	// maxDepth levels. ErrNotFound if either account does not exist. It
+	// writes the EntryAccountMoved entry of TreeEntry, from the old parent.
+	SetParent(ctx context.Context, id, parentID string, maxDepth int, op Op) (Account, error)
 
 	// Keys lists keys and subjects in id order, each with its own budgets
 	// only (not its path's), ordered by id.
 	Keys(ctx context.Context, f KeyFilter) ([]Key, error)
 
 	// MoveKey sets a key's account and returns the key with its new path's
-	// budgets. ErrNotFound if the key does not exist.
-	MoveKey(ctx context.Context, keyID, accountID string) (Key, error)
+	// budgets, and writes the EntryKeyMoved entry of TreeEntry, from the old
+	// account. ErrNotFound if the key does not exist.
+	MoveKey(ctx context.Context, keyID, accountID string, op Op) (Key, error)
 
 	// PutBudget inserts b, or, if its owner already has a budget with b's
 	// period, replaces that budget's limit (and, when replaceAnchor is set, its
@@ -42,12 +45,16 @@ type treeStore interface {
 	// entries that make up its used amount. A key's unlimited meter (period
 	// none) is replaced like any budget of its period. An account budget needs
 	// the account to exist, and a key budget the key: ErrNotFound otherwise.
-	PutBudget(ctx context.Context, b Budget, replaceAnchor bool) (Budget, error)
+	// It writes the EntryBudgetSet entry of BudgetEntry for the stored
+	// budget, with the account of its owner.
+	PutBudget(ctx context.Context, b Budget, replaceAnchor bool, op Op) (Budget, error)
 
 	// DeleteBudget removes the owner's budget with period p, or returns
 	// ErrNotFound. If meter is not nil and the owner is left without any
-	// budget, meter is inserted in the same transaction.
-	DeleteBudget(ctx context.Context, o Owner, p Period, meter *Budget) error
+	// budget, meter is inserted in the same transaction. It writes the
+	// EntryBudgetRemoved entry of BudgetEntry for the removed budget, and an
+	// EntryBudgetSet entry for the meter if it was inserted.
+	DeleteBudget(ctx context.Context, o Owner, p Period, meter *Budget, op Op) error
 
 	// Budgets returns the owner's own budgets, ordered by id.
 	Budgets(ctx context.Context, o Owner) ([]Budget, error)
@@ -58,7 +65,8 @@ type treeStore interface {
 	// locks the budgets of its whole path in id order; (3) calls PlanReserve
 	// and, unless the plan has a Reason, writes the changed budgets, the
 	// entries, the hold (NewHold) and the idempotency record; (4) returns the
-	// result, with the key's path budgets after the hold.
+	// result, with the key's path budgets after the hold and, as Charge does,
+	// ExpiredHoldsOn.
 	Reserve(ctx context.Context, req ReserveRequest) (ReserveResult, error)
 
 	// CloseHold settles or releases a hold, atomically: it locks the hold's

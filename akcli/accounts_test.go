@@ -79,8 +79,10 @@ func TestAccountsAndBudgets(t *testing.T) {
 
 		var entries []agentkey.Entry
 		e.json(&entries, "ledger", "list", "--budget", b.ID)
-		require.Len(t, entries, 2)
-		require.Equal(t, "refund", entries[1].Metadata["reason"])
+		require.Len(t, entries, 4, "the budget set, replaced, debited and credited")
+		require.Equal(t, agentkey.EntryBudgetSet, entries[1].Kind)
+		require.Equal(t, "12.5", entries[1].Metadata["limit"])
+		require.Equal(t, "refund", entries[3].Metadata["reason"])
 
 		require.Contains(t, e.ok("budgets", "remove", "--key", keyID, "--period", "day"),
 			"removed the day budget")

@@ -69,13 +69,14 @@ func TestUsageLedgerAndHolds(t *testing.T) {
 		// ledger list: filters, pages, formats.
 		var entries []agentkey.Entry
 		e.json(&entries, "ledger", "list", "--key", ck.Key.ID)
-		require.Len(t, entries, 12, "5 charges and a hold, each on the key's and the account's budget")
+		require.Len(t, entries, 13, "the key's budget set, then 5 charges and a hold, "+
+			"each on the key's and the account's budget")
 		e.json(&entries, "ledger", "list", "--key", ck.Key.ID, "--limit", "5")
 		require.Len(t, entries, 5)
 		e.json(&entries, "ledger", "list", "--key", ck.Key.ID, "--limit", "5", "--all")
-		require.Len(t, entries, 12)
+		require.Len(t, entries, 13)
 		e.json(&entries, "ledger", "list", "--account", "acct_2")
-		require.Len(t, entries, 1)
+		require.Len(t, entries, 2, "the key's budget set, and its charge")
 		e.json(&entries, "ledger", "list", "--since", "2000-01-01", "--until", "2001-01-01")
 		require.Empty(t, entries)
 
@@ -87,7 +88,8 @@ func TestUsageLedgerAndHolds(t *testing.T) {
 		records, err = csv.NewReader(strings.NewReader(
 			e.ok("ledger", "list", "--csv", "--all", "--limit", "4"))).ReadAll()
 		require.NoError(t, err)
-		require.Len(t, records, 1+13)
+		require.Len(t, records, 1+17, "the header, 13 entries of money, and the account's "+
+			"creation and the budgets set on it and on the two keys")
 		require.Equal(t, entryHeader, records[0])
 		records, err = csv.NewReader(strings.NewReader(
 			e.ok("ledger", "list", "--csv", "--budget", "bud_none"))).ReadAll()

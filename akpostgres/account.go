@@ -17,7 +17,9 @@ const defaultAccountsLimit = 100
 // SetParent). An id that is taken is agentkey.ErrConflict, a parent that does
 // not exist agentkey.ErrNotFound, and an account that would sit deeper than
 // maxDepth levels (at most 16) agentkey.ErrTooDeep.
-func (s *Store) CreateAccount(ctx context.Context, a agentkey.Account, maxDepth int) error {
+func (s *Store) CreateAccount(ctx context.Context, a agentkey.Account, maxDepth int,
+	op agentkey.Op,
+) error {
 	tx, st, err := s.lockTree(ctx, a.ID, a.ParentID)
 	defer tx.Rollback(ctx) // a no-op after Commit
 	if err != nil {
@@ -35,6 +37,9 @@ func (s *Store) CreateAccount(ctx context.Context, a agentkey.Account, maxDepth 
 	b := &pgx.Batch{}
 	b.Queue(s.sql.insertAccount, a.ID, nullString(a.ParentID), a.Name, a.CreatedAt)
 	queueBudgets(b, s.sql.insertBudget, a.Budgets)
+	if err := s.queueEntries(b, agentkey.AccountCreatedEntries(op, a)); err != nil {
+		return fmt.Errorf("create account: %w", err)
+	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("create account: %w", s.uniqueError(err))
 	}
@@ -45,13 +50,14 @@ func (s *Store) CreateAccount(ctx context.Context, a agentkey.Account, maxDepth 
 }
 
 // SetParent moves an account under parentID, or makes it a root when
-// parentID is empty, and returns it with its budgets.
+// parentID is empty, records the move in the ledger, and returns the account
+// with its budgets.
 //
 // Every change of the tree runs under one transaction-level advisory lock of
 // the store's tables, so that the check for cycles and depth and the move are
 // one step: two concurrent moves that would together make a cycle run one
 // after the other, and the second sees the first. Charges take no part in it.
-func (s *Store) SetParent(ctx context.Context, id, parentID string, maxDepth int,
+func (s *Store) SetParent(ctx context.Context, id, parentID string, maxDepth int, op agentkey.Op,
 ) (agentkey.Account, error) {
 	tx, st, err := s.lockTree(ctx, id, parentID)
 	defer tx.Rollback(ctx) // a no-op after Commit
@@ -73,6 +79,10 @@ func (s *Store) SetParent(ctx context.Context, id, parentID string, maxDepth int
 	b := &pgx.Batch{}
 	b.Queue(s.sql.setParent, id, nullString(parentID))
 	b.Queue(s.sql.budgetsByOwner, string(agentkey.OwnerAccount), id)
+	entry := agentkey.TreeEntry(op, agentkey.EntryAccountMoved, id, st.parent, parentID)
+	if err := s.queueEntries(b, []agentkey.Entry{entry}); err != nil {
+		return agentkey.Account{}, fmt.Errorf("set parent: %w", err)
+	}
 	a, err := readAccount(tx.SendBatch(ctx, b))
 	if err != nil {
 		return agentkey.Account{}, fmt.Errorf("set parent: %w", err)
@@ -102,6 +112,8 @@ type treeState struct {
 	cycle bool
 	// height counts the levels of the account's subtree, itself included.
 	height int
+	// parent is the account's parent now; empty for a root.
+	parent string
 }
 
 // lockTree begins a transaction, takes the tree lock and checks placing id
@@ -126,7 +138,8 @@ func (s *Store) lockTree(ctx context.Context, id, parentID string) (pgx.Tx, tree
 		return tx, treeState{}, fmt.Errorf("lock tree: %w", err)
 	}
 	var st treeState
-	if err := br.QueryRow().Scan(&st.exists, &st.parentDepth, &st.cycle, &st.height); err != nil {
+	if err := br.QueryRow().Scan(&st.exists, &st.parentDepth, &st.cycle, &st.height,
+		&st.parent); err != nil {
 		return tx, treeState{}, fmt.Errorf("check tree: %w", err)
 	}
 	if err := br.Close(); err != nil {

@@ -25,7 +25,7 @@ func account(id, parentID string, limits ...agentkey.Money) agentkey.Account {
 // createAccount stores a with agentkey.MaxDepth.
 func createAccount(ctx context.Context, t *testing.T, s testStore, a agentkey.Account) {
 	t.Helper()
-	require.NoError(t, s.CreateAccount(ctx, a, agentkey.MaxDepth))
+	require.NoError(t, s.CreateAccount(ctx, a, agentkey.MaxDepth, testOp()))
 }
 
 func TestAccountRoundTrip(t *testing.T) {
@@ -64,15 +64,15 @@ func TestAccountRoundTrip(t *testing.T) {
 	require.Empty(t, none)
 
 	t.Run("Errors", func(t *testing.T) {
-		err := s.CreateAccount(ctx, account("org", ""), agentkey.MaxDepth)
+		err := s.CreateAccount(ctx, account("org", ""), agentkey.MaxDepth, testOp())
 		require.ErrorIs(t, err, agentkey.ErrConflict)
-		err = s.CreateAccount(ctx, account("orphan", "nope"), agentkey.MaxDepth)
+		err = s.CreateAccount(ctx, account("orphan", "nope"), agentkey.MaxDepth, testOp())
 		require.ErrorIs(t, err, agentkey.ErrNotFound)
 		_, err = s.Account(ctx, "nope")
 		require.ErrorIs(t, err, agentkey.ErrNotFound)
-		_, err = s.SetParent(ctx, "nope", "org", agentkey.MaxDepth)
+		_, err = s.SetParent(ctx, "nope", "org", agentkey.MaxDepth, testOp())
 		require.ErrorIs(t, err, agentkey.ErrNotFound)
-		_, err = s.SetParent(ctx, "org_team", "nope", agentkey.MaxDepth)
+		_, err = s.SetParent(ctx, "org_team", "nope", agentkey.MaxDepth, testOp())
 		require.ErrorIs(t, err, agentkey.ErrNotFound)
 		require.Equal(t, 2, s.count(t, "accounts"), "a refused account leaves nothing")
 		require.Equal(t, 2, s.count(t, "budgets"))
@@ -94,7 +94,7 @@ func TestKeyPathBudgets(t *testing.T) {
 	rec := keyRecord(agentkey.Dollar, 2*agentkey.Dollar)
 	rec.AccountID = "team"
 	rec.Budgets[0].ID, rec.Budgets[1].ID = "bud_c", "bud_a"
-	require.NoError(t, s.CreateKey(ctx, rec))
+	require.NoError(t, s.CreateKey(ctx, rec, testOp()))
 
 	want := []string{"bud_a", "bud_b", "bud_c", "bud_d"}
 	queries := map[string]agentkey.KeyQuery{"ByID": {ID: rec.ID}, "ByHash": {Hash: rec.Hash}}
@@ -117,7 +117,7 @@ func TestKeyPathBudgets(t *testing.T) {
 		for _, b := range res.Key.Budgets {
 			require.Equal(t, 30*agentkey.Cent, b.Used, "budget %s", b.ID)
 		}
-		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{AccountID: "team"})
+		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, AccountID: "team"})
 		require.NoError(t, err)
 		require.Len(t, entries, 4, "one entry per budget of the path")
 
@@ -136,17 +136,17 @@ func TestKeyPathBudgets(t *testing.T) {
 	})
 
 	t.Run("MoveKey", func(t *testing.T) {
-		k, err := s.MoveKey(ctx, rec.ID, "org")
+		k, err := s.MoveKey(ctx, rec.ID, "org", testOp())
 		require.NoError(t, err)
 		require.Equal(t, "org", k.AccountID)
 		require.Equal(t, []string{"bud_a", "bud_b", "bud_c"}, budgetIDs(k.Budgets))
 
 		// An account outside the tree contributes nothing.
-		k, err = s.MoveKey(ctx, rec.ID, "acct_elsewhere")
+		k, err = s.MoveKey(ctx, rec.ID, "acct_elsewhere", testOp())
 		require.NoError(t, err)
 		require.Equal(t, []string{"bud_a", "bud_c"}, budgetIDs(k.Budgets))
 
-		_, err = s.MoveKey(ctx, "key_missing", "org")
+		_, err = s.MoveKey(ctx, "key_missing", "org", testOp())
 		require.ErrorIs(t, err, agentkey.ErrNotFound)
 	})
 }
@@ -172,7 +172,7 @@ func TestPathOfACorruptTreeEnds(t *testing.T) {
 	require.NoError(t, err)
 	rec := keyRecord(agentkey.Dollar)
 	rec.AccountID = "a"
-	require.NoError(t, s.CreateKey(ctx, rec))
+	require.NoError(t, s.CreateKey(ctx, rec, testOp()))
 
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -184,7 +184,7 @@ func TestPathOfACorruptTreeEnds(t *testing.T) {
 	require.True(t, res.OK())
 
 	createAccount(ctx, t, s, account("c", ""))
-	_, err = s.SetParent(ctx, "c", "a", agentkey.MaxDepth)
+	_, err = s.SetParent(ctx, "c", "a", agentkey.MaxDepth, testOp())
 	require.ErrorIs(t, err, agentkey.ErrTooDeep)
 }
 
@@ -198,10 +198,10 @@ func TestSetParentDepth(t *testing.T) {
 	parent := ""
 	for i := range 16 {
 		id := fmt.Sprintf("lvl%02d", i)
-		require.NoError(t, s.CreateAccount(ctx, account(id, parent), 100))
+		require.NoError(t, s.CreateAccount(ctx, account(id, parent), 100, testOp()))
 		parent = id
 	}
-	err := s.CreateAccount(ctx, account("lvl16", parent), 100)
+	err := s.CreateAccount(ctx, account("lvl16", parent), 100, testOp())
 	require.ErrorIs(t, err, agentkey.ErrTooDeep)
 
 	// A subtree of three levels fits under lvl12 (depth 13), not under
@@ -209,19 +209,19 @@ func TestSetParentDepth(t *testing.T) {
 	createAccount(ctx, t, s, account("sub", ""))
 	createAccount(ctx, t, s, account("sub_1", "sub"))
 	createAccount(ctx, t, s, account("sub_2", "sub_1"))
-	_, err = s.SetParent(ctx, "sub", "lvl13", 100)
+	_, err = s.SetParent(ctx, "sub", "lvl13", 100, testOp())
 	require.ErrorIs(t, err, agentkey.ErrTooDeep)
-	_, err = s.SetParent(ctx, "sub", "lvl12", 100)
+	_, err = s.SetParent(ctx, "sub", "lvl12", 100, testOp())
 	require.NoError(t, err)
-	_, err = s.SetParent(ctx, "sub", "lvl01", 4)
+	_, err = s.SetParent(ctx, "sub", "lvl01", 4, testOp())
 	require.ErrorIs(t, err, agentkey.ErrTooDeep, "a smaller maxDepth counts")
 
-	_, err = s.SetParent(ctx, "lvl00", "sub_2", 100)
+	_, err = s.SetParent(ctx, "lvl00", "sub_2", 100, testOp())
 	require.ErrorIs(t, err, agentkey.ErrCycle)
-	_, err = s.SetParent(ctx, "sub", "sub", 100)
+	_, err = s.SetParent(ctx, "sub", "sub", 100, testOp())
 	require.ErrorIs(t, err, agentkey.ErrCycle)
 
-	root, err := s.SetParent(ctx, "sub", "", 100)
+	root, err := s.SetParent(ctx, "sub", "", 100, testOp())
 	require.NoError(t, err)
 	require.Equal(t, account("sub", ""), root)
 }
@@ -243,7 +243,7 @@ func TestSetParentConcurrentMovesNeverCycle(t *testing.T) {
 		// Two accounts under each other, then three in a ring.
 		for _, ring := range [][]string{ids[:2], ids} {
 			for _, id := range ring {
-				_, err := stores[0].SetParent(ctx, id, "", agentkey.MaxDepth)
+				_, err := stores[0].SetParent(ctx, id, "", agentkey.MaxDepth, testOp())
 				require.NoError(t, err)
 			}
 			errs := make([]error, len(ring))
@@ -253,7 +253,7 @@ func TestSetParentConcurrentMovesNeverCycle(t *testing.T) {
 				parent := ring[(i+1)%len(ring)]
 				wg.Go(func() {
 					<-start
-					_, errs[i] = stores[i].SetParent(ctx, id, parent, agentkey.MaxDepth)
+					_, errs[i] = stores[i].SetParent(ctx, id, parent, agentkey.MaxDepth, testOp())
 				})
 			}
 			close(start)

@@ -11,81 +11,103 @@ import (
 
 // PutBudget inserts b, or replaces the budget of b's owner with b's period,
 // in one statement (INSERT ... ON CONFLICT DO UPDATE), which writes under the
-// row lock of the budget it replaces. A replaced budget takes b's limit and,
-// with replaceAnchor, b's anchor; it keeps its id, window, location, used,
-// held and created_at, so that the new anchor takes effect at the next reset.
-// An owner that does not exist is agentkey.ErrNotFound.
+// row lock of the budget it replaces, and records the budget in the ledger in
+// the same transaction. A replaced budget takes b's limit and, with
+// replaceAnchor, b's anchor; it keeps its id, window, location, used, held
+// and created_at, so that the new anchor takes effect at the next reset. An
+// owner that does not exist is agentkey.ErrNotFound.
 func (s *Store) PutBudget(ctx context.Context, b agentkey.Budget, replaceAnchor bool,
+	op agentkey.Op,
 ) (agentkey.Budget, error) {
-	rows, err := s.pool.Query(ctx, s.sql.putBudget, append(budgetArgs(b), replaceAnchor)...)
+	var stored agentkey.Budget
+	err := pgx.BeginTxFunc(ctx, s.pool, readCommitted, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, s.sql.putBudget, append(budgetArgs(b), replaceAnchor)...)
+		if err != nil {
+			return err
+		}
+		budgets, err := collectBudgets(rows)
+		if err != nil {
+			return s.uniqueError(err)
+		}
+		if len(budgets) == 0 {
+			return fmt.Errorf("%s %s: %w", b.OwnerKind, b.OwnerID, agentkey.ErrNotFound)
+		}
+		stored = budgets[0]
+		return s.recordBudgets(ctx, tx, op, agentkey.EntryBudgetSet, stored, stored.ID != b.ID)
+	})
 	if err != nil {
 		return agentkey.Budget{}, fmt.Errorf("put budget: %w", err)
 	}
-	budgets, err := collectBudgets(rows)
-	if err != nil {
-		return agentkey.Budget{}, fmt.Errorf("put budget: %w", s.uniqueError(err))
-	}
-	if len(budgets) == 0 {
-		return agentkey.Budget{}, fmt.Errorf("put budget: %s %s: %w", b.OwnerKind, b.OwnerID,
-			agentkey.ErrNotFound)
-	}
-	return budgets[0], nil
+	return stored, nil
 }
 
 // DeleteBudget removes the owner's budget with period p and, if meter is not
-// nil and the owner has no budget left, inserts meter, in one transaction.
+// nil and the owner has no budget left, inserts meter, in one transaction
+// that also records both in the ledger.
 //
 // The owner's budgets are locked first, in id order as everywhere, so that
 // two deletes of one owner's last two budgets run one after the other and
 // the second one inserts the meter.
 func (s *Store) DeleteBudget(ctx context.Context, o agentkey.Owner, p agentkey.Period,
-	meter *agentkey.Budget,
+	meter *agentkey.Budget, op agentkey.Op,
 ) error {
-	b := &pgx.Batch{}
-	b.BeginTx(readCommitted)
-	b.Queue(s.sql.lockOwnerBudgets, string(o.Kind), o.ID)
-	b.Queue(s.sql.deleteBudget, string(o.Kind), o.ID, string(p))
-	if meter != nil {
-		b.Queue(s.sql.insertMeter, budgetArgs(*meter)...)
-	}
-	br := s.pool.SendBatch(ctx, b)
-	tx := br.Tx()
-	defer tx.Rollback(ctx) // a no-op after Commit
+	err := pgx.BeginTxFunc(ctx, s.pool, readCommitted, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, s.sql.lockOwnerBudgets, string(o.Kind), o.ID); err != nil {
+			return fmt.Errorf("lock budgets: %w", err)
+		}
+		rows, err := tx.Query(ctx, s.sql.deleteBudget, string(o.Kind), o.ID, string(p))
+		if err != nil {
+			return err
+		}
+		deleted, err := collectBudgets(rows)
+		if err != nil {
+			return err
+		}
+		if len(deleted) == 0 {
+			return fmt.Errorf("%s %s %s: %w", o.Kind, o.ID, p, agentkey.ErrNotFound)
+		}
+		err = s.recordBudgets(ctx, tx, op, agentkey.EntryBudgetRemoved, deleted[0], false)
+		if err != nil || meter == nil {
+			return err
+		}
 
-	deleted, err := readDelete(br, meter != nil)
+		rows, err = tx.Query(ctx, s.sql.insertMeter, budgetArgs(*meter)...)
+		if err != nil {
+			return fmt.Errorf("insert meter: %w", err)
+		}
+		inserted, err := collectBudgets(rows)
+		if err != nil {
+			return fmt.Errorf("insert meter: %w", err)
+		}
+		if len(inserted) == 0 {
+			return nil
+		}
+		return s.recordBudgets(ctx, tx, op, agentkey.EntryBudgetSet, inserted[0], false)
+	})
 	if err != nil {
 		return fmt.Errorf("delete budget: %w", err)
-	}
-	if !deleted {
-		return fmt.Errorf("delete budget: %s %s %s: %w", o.Kind, o.ID, p, agentkey.ErrNotFound)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("delete budget: commit: %w", err)
 	}
 	return nil
 }
 
-// readDelete reads the results of DeleteBudget's batch and reports whether a
-// budget was deleted.
-func readDelete(br pgx.BatchResults, meter bool) (bool, error) {
-	defer br.Close()
-
-	if _, err := br.Exec(); err != nil {
-		return false, fmt.Errorf("begin: %w", err)
-	}
-	if _, err := br.Exec(); err != nil {
-		return false, fmt.Errorf("lock budgets: %w", err)
-	}
-	tag, err := br.Exec()
+// recordBudgets writes the ledger entry of kind for budget b, with the
+// account of its owner.
+func (s *Store) recordBudgets(ctx context.Context, tx pgx.Tx, op agentkey.Op,
+	kind agentkey.EntryKind, b agentkey.Budget, replaced bool,
+) error {
+	var account string
+	err := tx.QueryRow(ctx, s.sql.ownerAccount, string(b.OwnerKind), b.OwnerID).Scan(&account)
 	if err != nil {
-		return false, err
+		return fmt.Errorf("load owner's account: %w", err)
 	}
-	if meter {
-		if _, err := br.Exec(); err != nil {
-			return false, fmt.Errorf("insert meter: %w", err)
-		}
+	args, err := entryArgs(agentkey.BudgetEntry(op, kind, b, account, replaced))
+	if err != nil {
+		return fmt.Errorf("%s entry: %w", kind, err)
 	}
-	return tag.RowsAffected() > 0, br.Close()
+	if _, err := tx.Exec(ctx, s.sql.insertEntry, args...); err != nil {
+		return fmt.Errorf("insert %s entry: %w", kind, err)
+	}
+	return nil
 }
 
 // Budgets returns the owner's own budgets in id order.

@@ -18,10 +18,10 @@ func TestPutBudget(t *testing.T) {
 	createAccount(ctx, t, s, account("team", ""))
 	rec := keyRecord()
 	rec.AccountID = "team"
-	require.NoError(t, s.CreateKey(ctx, rec))
+	require.NoError(t, s.CreateKey(ctx, rec, testOp()))
 
 	month := periodBudget(agentkey.OwnerAccount, "team", 10*agentkey.Dollar, agentkey.PeriodMonth)
-	got, err := s.PutBudget(ctx, month, false)
+	got, err := s.PutBudget(ctx, month, false, testOp())
 	require.NoError(t, err)
 	require.Equal(t, month, got, "a new budget is stored as given")
 
@@ -39,7 +39,7 @@ func TestPutBudget(t *testing.T) {
 		nu.Anchor, nu.Location, nu.CreatedAt = later, "Europe/Paris", later
 		nu.PeriodStart, nu.ResetAt = agentkey.PeriodMonth.Window(later, time.UTC, later)
 
-		got, err := s.PutBudget(ctx, nu, false)
+		got, err := s.PutBudget(ctx, nu, false, testOp())
 		require.NoError(t, err)
 		want := month
 		want.Limit, want.Used, want.Held = 20*agentkey.Dollar, 3*agentkey.Dollar, 2*agentkey.Dollar
@@ -53,7 +53,7 @@ func TestPutBudget(t *testing.T) {
 		nu.Anchor, nu.Location = anchor, "Europe/Paris"
 		nu.PeriodStart, nu.ResetAt = agentkey.PeriodMonth.Window(anchor, time.UTC, now)
 
-		got, err := s.PutBudget(ctx, nu, true)
+		got, err := s.PutBudget(ctx, nu, true, testOp())
 		require.NoError(t, err)
 		want := month
 		want.Limit, want.Used, want.Held = 20*agentkey.Dollar, 3*agentkey.Dollar, 2*agentkey.Dollar
@@ -71,7 +71,7 @@ func TestPutBudget(t *testing.T) {
 	t.Run("Unlimited", func(t *testing.T) {
 		nu := periodBudget(agentkey.OwnerAccount, "team", 0, agentkey.PeriodMonth)
 		nu.Unlimited = true
-		got, err := s.PutBudget(ctx, nu, false)
+		got, err := s.PutBudget(ctx, nu, false, testOp())
 		require.NoError(t, err)
 		require.True(t, got.Unlimited)
 		require.Equal(t, month.ID, got.ID)
@@ -79,7 +79,7 @@ func TestPutBudget(t *testing.T) {
 
 	t.Run("KeyMeterIsReplaced", func(t *testing.T) {
 		nu := budget(rec.ID, 5*agentkey.Dollar)
-		got, err := s.PutBudget(ctx, nu, false)
+		got, err := s.PutBudget(ctx, nu, false, testOp())
 		require.NoError(t, err)
 		require.Equal(t, rec.Budgets[0].ID, got.ID)
 		require.False(t, got.Unlimited)
@@ -92,7 +92,7 @@ func TestPutBudget(t *testing.T) {
 			agentkey.AccountOwner("nobody"), agentkey.KeyOwner("key_nobody"),
 			agentkey.KeyOwner("team"), // an account is not a key
 		} {
-			_, err := s.PutBudget(ctx, periodBudget(o.Kind, o.ID, 1, agentkey.PeriodDay), false)
+			_, err := s.PutBudget(ctx, periodBudget(o.Kind, o.ID, 1, agentkey.PeriodDay), false, testOp())
 			require.ErrorIs(t, err, agentkey.ErrNotFound, "%s %s", o.Kind, o.ID)
 		}
 	})
@@ -111,34 +111,34 @@ func TestDeleteBudget(t *testing.T) {
 	ctx := t.Context()
 	s := newStore(t)
 	rec := keyRecord(agentkey.Dollar, 2*agentkey.Dollar)
-	require.NoError(t, s.CreateKey(ctx, rec))
+	require.NoError(t, s.CreateKey(ctx, rec, testOp()))
 	owner := agentkey.KeyOwner(rec.ID)
 	_, err := s.Charge(ctx, charge(rec.ID, agentkey.Cent))
 	require.NoError(t, err)
 
 	meter := budget(rec.ID, 0)
 	meter.Unlimited = true
-	err = s.DeleteBudget(ctx, owner, agentkey.PeriodDay, &meter)
+	err = s.DeleteBudget(ctx, owner, agentkey.PeriodDay, &meter, testOp())
 	require.ErrorIs(t, err, agentkey.ErrNotFound)
 	got, err := s.Budgets(ctx, owner)
 	require.NoError(t, err)
 	require.Equal(t, budgetIDs(rec.Budgets), budgetIDs(got), "a refused delete changes nothing")
 
 	// A key left with a budget gets no meter; a key left with none does.
-	require.NoError(t, s.DeleteBudget(ctx, owner, agentkey.PeriodWeek, &meter))
+	require.NoError(t, s.DeleteBudget(ctx, owner, agentkey.PeriodWeek, &meter, testOp()))
 	got, err = s.Budgets(ctx, owner)
 	require.NoError(t, err)
 	require.Equal(t, []string{rec.Budgets[0].ID}, budgetIDs(got))
-	require.NoError(t, s.DeleteBudget(ctx, owner, agentkey.PeriodNone, &meter))
+	require.NoError(t, s.DeleteBudget(ctx, owner, agentkey.PeriodNone, &meter, testOp()))
 	requireBudgets(t, s, owner, meter)
 
 	// The ledger keeps the history of deleted budgets.
-	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{KeyID: rec.ID})
+	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: rec.ID})
 	require.NoError(t, err)
 	require.Len(t, entries, 2)
 
 	createAccount(ctx, t, s, account("team", "", agentkey.Dollar))
-	require.NoError(t, s.DeleteBudget(ctx, agentkey.AccountOwner("team"), agentkey.PeriodNone, nil))
+	require.NoError(t, s.DeleteBudget(ctx, agentkey.AccountOwner("team"), agentkey.PeriodNone, nil, testOp()))
 	requireBudgets(t, s, agentkey.AccountOwner("team"))
 }
 
@@ -152,7 +152,7 @@ func TestDeleteBudgetConcurrentLastTwo(t *testing.T) {
 
 	for range 20 {
 		rec := keyRecord(agentkey.Dollar, agentkey.Dollar)
-		require.NoError(t, stores[0].CreateKey(ctx, rec))
+		require.NoError(t, stores[0].CreateKey(ctx, rec, testOp()))
 		owner := agentkey.KeyOwner(rec.ID)
 
 		errs := make([]error, 2)
@@ -163,7 +163,7 @@ func TestDeleteBudgetConcurrentLastTwo(t *testing.T) {
 			meter.Unlimited = true
 			wg.Go(func() {
 				<-start
-				errs[i] = stores[i].DeleteBudget(ctx, owner, p, &meter)
+				errs[i] = stores[i].DeleteBudget(ctx, owner, p, &meter, testOp())
 			})
 		}
 		close(start)
@@ -185,7 +185,7 @@ func TestAdjustFillsTheAccount(t *testing.T) {
 	createAccount(ctx, t, s, account("org", "", agentkey.Dollar))
 	rec := keyRecord(agentkey.Dollar)
 	rec.AccountID = "acct_7"
-	require.NoError(t, s.CreateKey(ctx, rec))
+	require.NoError(t, s.CreateKey(ctx, rec, testOp()))
 	org, err := s.Account(ctx, "org")
 	require.NoError(t, err)
 
@@ -198,7 +198,7 @@ func TestAdjustFillsTheAccount(t *testing.T) {
 		_, err := s.Adjust(ctx, agentkey.AdjustRequest{OpID: newID("op"), BudgetID: tc.budgetID,
 			Amount: agentkey.Cent, Now: now})
 		require.NoError(t, err)
-		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{BudgetID: tc.budgetID})
+		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, BudgetID: tc.budgetID})
 		require.NoError(t, err)
 		require.Len(t, entries, 1)
 		require.Equal(t, tc.accountID, entries[0].AccountID)
@@ -211,7 +211,7 @@ func TestBudgetTotalsHeld(t *testing.T) {
 	ctx := t.Context()
 	s := newStore(t)
 	rec := keyRecord(agentkey.Dollar)
-	require.NoError(t, s.CreateKey(ctx, rec))
+	require.NoError(t, s.CreateKey(ctx, rec, testOp()))
 
 	first, err := s.Reserve(ctx, reserve(rec.ID, 30*agentkey.Cent))
 	require.NoError(t, err)

@@ -26,9 +26,11 @@ import (
 // rollovers included, and is not recorded under its idempotency key.
 func (s *Store) Charge(ctx context.Context, req agentkey.ChargeRequest,
 ) (agentkey.ChargeResult, error) {
-	load, lock, arg := s.sql.loadByID, s.sql.lockPathByID, any(req.KeyID)
+	load, lock, expired, arg := s.sql.loadByID, s.sql.lockPathByID, s.sql.expiredOnPathByID,
+		any(req.KeyID)
 	if req.KeyID == "" {
-		load, lock, arg = s.sql.loadByHash, s.sql.lockPathByHash, req.KeyHash
+		load, lock, expired, arg = s.sql.loadByHash, s.sql.lockPathByHash,
+			s.sql.expiredOnPathByHash, req.KeyHash
 	}
 	conn, release, err := s.acquire(ctx)
 	if err != nil {
@@ -43,22 +45,25 @@ func (s *Store) Charge(ctx context.Context, req agentkey.ChargeRequest,
 	// sending both statements at once saves a round trip on every charge,
 	// and a lock taken for nothing is released by the rollback.
 	b.Queue(lock, arg)
-	key, found, stored, budgets, err := readChargeState(conn.SendBatch(ctx, b))
+	b.Queue(expired, arg, req.Now)
+	st, err := readChargeState(conn.SendBatch(ctx, b))
 	if err != nil {
 		return agentkey.ChargeResult{}, fmt.Errorf("load key: %w", err)
 	}
-	if stored != nil {
-		return replayCharge(stored)
+	if st.stored != nil {
+		return replayCharge(st.stored)
 	}
-	if !found {
+	if !st.found {
 		return agentkey.ChargeResult{Reason: agentkey.ReasonInvalidKey}, nil
 	}
+	key, budgets := st.key, st.budgets
 
 	plan, err := agentkey.PlanCharge(req, key, budgets)
 	if err != nil {
 		return agentkey.ChargeResult{}, fmt.Errorf("plan charge: %w", err)
 	}
 	res := plan.Result(req, key)
+	res.ExpiredHoldsOn = st.expiredOn
 	if plan.Reason != "" || req.Amount == 0 {
 		return res, nil
 	}
@@ -136,35 +141,57 @@ func (s *Store) write(ctx context.Context, conn *pgxpool.Conn, op operation,
 	return stored, nil
 }
 
+// chargeState is what the first batch of Charge and Reserve finds.
+type chargeState struct {
+	key   agentkey.Key
+	found bool
+	// stored is the result recorded under the operation's idempotency key.
+	stored []byte
+	// budgets are the key's path budgets, locked.
+	budgets []agentkey.Budget
+	// expiredOn are the path budgets that carry expired open holds.
+	expiredOn []string
+}
+
 // readChargeState reads the results of the first batch of Charge and
 // Reserve: the begin, the key with the stored result of its idempotency key,
-// and the locked path budgets.
-func readChargeState(br pgx.BatchResults) (key agentkey.Key, found bool, stored []byte,
-	budgets []agentkey.Budget, err error,
-) {
+// the locked path budgets, and the path budgets with expired holds.
+func readChargeState(br pgx.BatchResults) (chargeState, error) {
 	defer br.Close()
 
 	if _, err := br.Exec(); err != nil {
-		return agentkey.Key{}, false, nil, nil, fmt.Errorf("begin: %w", err)
+		return chargeState{}, fmt.Errorf("begin: %w", err)
 	}
+	var st chargeState
 	var r keyRow
-	if err := br.QueryRow().Scan(append(r.dest(), &stored)...); err != nil {
-		return agentkey.Key{}, false, nil, nil, err
+	if err := br.QueryRow().Scan(append(r.dest(), &st.stored)...); err != nil {
+		return chargeState{}, err
 	}
 	rows, err := br.Query()
 	if err != nil {
-		return agentkey.Key{}, false, nil, nil, fmt.Errorf("lock budgets: %w", err)
+		return chargeState{}, fmt.Errorf("lock budgets: %w", err)
 	}
-	if budgets, err = collectBudgets(rows); err != nil {
-		return agentkey.Key{}, false, nil, nil, fmt.Errorf("lock budgets: %w", err)
+	if st.budgets, err = collectBudgets(rows); err != nil {
+		return chargeState{}, fmt.Errorf("lock budgets: %w", err)
+	}
+	rows, err = br.Query()
+	if err != nil {
+		return chargeState{}, fmt.Errorf("find expired holds: %w", err)
+	}
+	expiredOn, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return chargeState{}, fmt.Errorf("find expired holds: %w", err)
+	}
+	if len(expiredOn) > 0 {
+		st.expiredOn = expiredOn
 	}
 	if err := br.Close(); err != nil {
-		return agentkey.Key{}, false, nil, nil, err
+		return chargeState{}, err
 	}
 
-	key = r.record().Key
-	key.Budgets = budgets
-	return key, r.id.Valid, stored, budgets, nil
+	st.key, st.found = r.record().Key, r.id.Valid
+	st.key.Budgets = st.budgets
+	return st, nil
 }
 
 // replayCharge decodes a stored charge result.

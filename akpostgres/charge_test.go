@@ -38,7 +38,7 @@ func TestChargeOK(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, res.Key, stored)
 
-	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{KeyID: k.ID})
+	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: k.ID})
 	require.NoError(t, err)
 	require.Len(t, entries, 2)
 	for i, e := range entries {
@@ -110,7 +110,7 @@ func requireUnchanged(ctx context.Context, t *testing.T, s testStore, k agentkey
 	got, err := s.Key(ctx, agentkey.KeyQuery{ID: k.ID})
 	require.NoError(t, err)
 	require.Equal(t, k.Budgets, got.Budgets)
-	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{KeyID: k.ID})
+	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: k.ID})
 	require.NoError(t, err)
 	require.Empty(t, entries)
 }
@@ -152,7 +152,7 @@ func TestChargeRollsOver(t *testing.T) {
 	require.Equal(t, 50*agentkey.Cent, b.Used)
 	require.Equal(t, k.Budgets[0].ResetAt, b.PeriodStart)
 
-	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{BudgetID: b.ID})
+	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, BudgetID: b.ID})
 	require.NoError(t, err)
 	require.Len(t, entries, 3)
 	require.Equal(t, agentkey.EntryReset, entries[1].Kind)
@@ -302,7 +302,7 @@ func TestChargeConcurrentProcesses(t *testing.T) {
 	// 240 charges of 1 cent against limits of 1 dollar and 1.50: 100 fit.
 	rec := keyRecord(agentkey.Dollar, 150*agentkey.Cent)
 	rec.Budgets = append(rec.Budgets, dailyBudget(rec.ID, 3*agentkey.Dollar))
-	require.NoError(t, stores[0].CreateKey(ctx, rec))
+	require.NoError(t, stores[0].CreateKey(ctx, rec, testOp()))
 
 	var ok, refused atomic.Int64
 	var wg sync.WaitGroup
@@ -367,7 +367,7 @@ func TestChargeKeepsConnections(t *testing.T) {
 	require.NoError(t, s.Migrate(ctx))
 
 	k := keyRecord(agentkey.Dollar)
-	require.NoError(t, s.CreateKey(ctx, k))
+	require.NoError(t, s.CreateKey(ctx, k, testOp()))
 	idem := charge(k.ID, agentkey.Cent)
 	idem.IdempotencyKey = "once"
 	for _, req := range []agentkey.ChargeRequest{
@@ -429,7 +429,7 @@ func TestChargeRoundTrips(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s.Migrate(ctx))
 	k := keyRecord(agentkey.Dollar)
-	require.NoError(t, s.CreateKey(ctx, k))
+	require.NoError(t, s.CreateKey(ctx, k, testOp()))
 
 	count := func(req agentkey.ChargeRequest) int64 {
 		before := trips.n.Load()

@@ -36,16 +36,18 @@ func (s *Store) Reserve(ctx context.Context, req agentkey.ReserveRequest,
 	b.Queue(beginSQL)
 	b.Queue(s.sql.loadByID, req.KeyID, nullString(req.IdempotencyKey), idemHold)
 	b.Queue(s.sql.lockPathByID, req.KeyID)
-	key, found, stored, budgets, err := readChargeState(conn.SendBatch(ctx, b))
+	b.Queue(s.sql.expiredOnPathByID, req.KeyID, req.Now)
+	st, err := readChargeState(conn.SendBatch(ctx, b))
 	if err != nil {
 		return agentkey.ReserveResult{}, fmt.Errorf("load key: %w", err)
 	}
-	if stored != nil {
-		return replayHold(stored)
+	if st.stored != nil {
+		return replayHold(st.stored)
 	}
-	if !found {
+	if !st.found {
 		return agentkey.ReserveResult{Reason: agentkey.ReasonInvalidKey}, nil
 	}
+	key, budgets := st.key, st.budgets
 
 	plan, err := agentkey.PlanReserve(req, key, budgets)
 	if err != nil {
@@ -54,7 +56,8 @@ func (s *Store) Reserve(ctx context.Context, req agentkey.ReserveRequest,
 	// A hold's plan is a charge's plan with held in place of used, and its
 	// result carries the same reason, key and refusing budget.
 	cr := plan.Result(agentkey.ChargeRequest{}, key)
-	res := agentkey.ReserveResult{Reason: cr.Reason, Key: cr.Key, RefusedBy: cr.RefusedBy}
+	res := agentkey.ReserveResult{Reason: cr.Reason, Key: cr.Key, RefusedBy: cr.RefusedBy,
+		ExpiredHoldsOn: st.expiredOn}
 	if plan.Reason != "" {
 		return res, nil
 	}

@@ -82,7 +82,7 @@ func TestReserve(t *testing.T) {
 	})
 
 	t.Run("Entries", func(t *testing.T) {
-		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{KeyID: k.ID, Limit: 2})
+		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: k.ID, Limit: 2})
 		require.NoError(t, err)
 		require.Len(t, entries, 2)
 		for i, e := range entries {
@@ -190,7 +190,7 @@ func TestCloseHold(t *testing.T) {
 	t.Run("DeletedBudgetIsSkipped", func(t *testing.T) {
 		r, err := s.Reserve(ctx, reserve(k.ID, 10*agentkey.Cent))
 		require.NoError(t, err)
-		require.NoError(t, s.DeleteBudget(ctx, agentkey.KeyOwner(k.ID), agentkey.PeriodWeek, nil))
+		require.NoError(t, s.DeleteBudget(ctx, agentkey.KeyOwner(k.ID), agentkey.PeriodWeek, nil, testOp()))
 		res, err := s.CloseHold(ctx, settle(r.Hold.ID, 10*agentkey.Cent))
 		require.NoError(t, err)
 		require.Len(t, res.Budgets, 2)
@@ -241,7 +241,7 @@ func TestCloseHoldConcurrent(t *testing.T) {
 	ctx := t.Context()
 	stores := newProcesses(t, 2)
 	rec := keyRecord(10*agentkey.Dollar, 20*agentkey.Dollar)
-	require.NoError(t, stores[0].CreateKey(ctx, rec))
+	require.NoError(t, stores[0].CreateKey(ctx, rec, testOp()))
 
 	for range 10 {
 		r, err := stores[0].Reserve(ctx, reserve(rec.ID, 50*agentkey.Cent))
@@ -274,7 +274,7 @@ func TestCloseHoldConcurrent(t *testing.T) {
 		require.EqualValues(t, 1, fresh.Load())
 		require.EqualValues(t, 9, replayed.Load()+refused.Load())
 
-		entries, err := stores[1].Ledger(ctx, agentkey.LedgerFilter{KeyID: rec.ID, Limit: 10_000})
+		entries, err := stores[1].Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: rec.ID, Limit: 10_000})
 		require.NoError(t, err)
 		releases := 0
 		for _, e := range entries {
@@ -311,14 +311,14 @@ func TestReserveConcurrentOverlappingPaths(t *testing.T) {
 				rec = keyRecord(100, agentkey.Money(80+10*k))
 			}
 			rec.AccountID = teamID
-			require.NoError(t, stores[0].CreateKey(ctx, rec))
+			require.NoError(t, stores[0].CreateKey(ctx, rec, testOp()))
 			keys = append(keys, rec.ID)
 		}
 	}
 	// A key straight under the organisation, whose path is shorter.
 	rec := keyRecord(150)
 	rec.AccountID = "org"
-	require.NoError(t, stores[0].CreateKey(ctx, rec))
+	require.NoError(t, stores[0].CreateKey(ctx, rec, testOp()))
 	keys = append(keys, rec.ID)
 
 	var held, refused atomic.Int64
@@ -370,8 +370,8 @@ func TestHoldsAndExpiredHolds(t *testing.T) {
 	s := newStore(t)
 	a, b := keyRecord(agentkey.Dollar), keyRecord(agentkey.Dollar)
 	b.AccountID = "acct_2"
-	require.NoError(t, s.CreateKey(ctx, a))
-	require.NoError(t, s.CreateKey(ctx, b))
+	require.NoError(t, s.CreateKey(ctx, a, testOp()))
+	require.NoError(t, s.CreateKey(ctx, b, testOp()))
 
 	// Five holds, alternately on a and b, expiring 5, 4, 3, 2 and 1 minutes
 	// after now; the third is released.
@@ -443,10 +443,10 @@ func TestHoldRoundTrips(t *testing.T) {
 	s, err := akpostgres.New(pool, akpostgres.Config{Schema: schema})
 	require.NoError(t, err)
 	require.NoError(t, s.Migrate(ctx))
-	require.NoError(t, s.CreateAccount(ctx, account("org", "", agentkey.Dollar), agentkey.MaxDepth))
+	require.NoError(t, s.CreateAccount(ctx, account("org", "", agentkey.Dollar), agentkey.MaxDepth, testOp()))
 	k := keyRecord(agentkey.Dollar)
 	k.AccountID = "org"
-	require.NoError(t, s.CreateKey(ctx, k))
+	require.NoError(t, s.CreateKey(ctx, k, testOp()))
 
 	count := func(f func() error) int64 {
 		before := trips.n.Load()

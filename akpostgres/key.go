@@ -17,15 +17,18 @@ import (
 // defaultKeysLimit is the page size of a KeyFilter without a Limit.
 const defaultKeysLimit = 100
 
-// CreateKey inserts a key and its budgets. A key id, hash or subject that is
-// taken is agentkey.ErrConflict; two budgets with one period are
-// agentkey.ErrInvalidArgument.
-func (s *Store) CreateKey(ctx context.Context, k agentkey.KeyRecord) error {
+// CreateKey inserts a key, its budgets and their ledger entries. A key id,
+// hash or subject that is taken is agentkey.ErrConflict; two budgets with one
+// period are agentkey.ErrInvalidArgument.
+func (s *Store) CreateKey(ctx context.Context, k agentkey.KeyRecord, op agentkey.Op) error {
 	// A batch runs in one implicit transaction (pgx's SendBatch), so the key
 	// and its budgets are written together, in one round trip.
 	b := &pgx.Batch{}
 	b.Queue(s.sql.insertKey, keyArgs(k)...)
 	queueBudgets(b, s.sql.insertBudget, k.Budgets)
+	if err := s.queueEntries(b, agentkey.KeyCreatedEntries(op, k.Key)); err != nil {
+		return fmt.Errorf("insert key: %w", err)
+	}
 
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("insert key: %w", s.uniqueError(err))
@@ -37,7 +40,7 @@ func (s *Store) CreateKey(ctx context.Context, k agentkey.KeyRecord) error {
 // the row as stored and whether this call inserted it. The subject's unique
 // index makes concurrent inserts wait for each other, and all but one find
 // the row in place.
-func (s *Store) EnsureSubject(ctx context.Context, k agentkey.KeyRecord,
+func (s *Store) EnsureSubject(ctx context.Context, k agentkey.KeyRecord, op agentkey.Op,
 ) (agentkey.Key, bool, error) {
 	if k.Subject == "" {
 		return agentkey.Key{}, false, fmt.Errorf("ensure subject: %w: empty subject",
@@ -56,6 +59,9 @@ func (s *Store) EnsureSubject(ctx context.Context, k agentkey.KeyRecord,
 		if created = tag.RowsAffected() == 1; created {
 			b := &pgx.Batch{}
 			queueBudgets(b, s.sql.insertBudget, k.Budgets)
+			if err := s.queueEntries(b, agentkey.KeyCreatedEntries(op, k.Key)); err != nil {
+				return err
+			}
 			if err := tx.SendBatch(ctx, b).Close(); err != nil {
 				return fmt.Errorf("insert budgets: %w", s.uniqueError(err))
 			}
@@ -120,15 +126,31 @@ func (s *Store) RevokeKey(ctx context.Context, id, accountID string, at time.Tim
 	return k, nil
 }
 
-// MoveKey sets a key's account and returns the key with the budgets of its
-// new path. Its open holds keep the budgets they were made against.
-func (s *Store) MoveKey(ctx context.Context, keyID, accountID string) (agentkey.Key, error) {
-	// A batch is one implicit transaction, and the second statement sees
-	// the first one's update.
-	b := &pgx.Batch{}
-	b.Queue(s.sql.moveKey, keyID, accountID)
-	b.Queue(s.sql.pathByID, keyID)
-	k, err := readKey(s.pool.SendBatch(ctx, b))
+// MoveKey sets a key's account, records the move in the ledger, and returns
+// the key with the budgets of its new path, in one transaction. Its open
+// holds keep the budgets they were made against.
+func (s *Store) MoveKey(ctx context.Context, keyID, accountID string, op agentkey.Op,
+) (agentkey.Key, error) {
+	var k agentkey.Key
+	err := pgx.BeginTxFunc(ctx, s.pool, readCommitted, func(tx pgx.Tx) error {
+		var from string
+		err := tx.QueryRow(ctx, s.sql.lockKeyAccount, keyID).Scan(&from)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return agentkey.ErrNotFound
+		} else if err != nil {
+			return fmt.Errorf("lock key: %w", err)
+		}
+
+		b := &pgx.Batch{}
+		b.Queue(s.sql.moveKey, keyID, accountID)
+		b.Queue(s.sql.pathByID, keyID)
+		entry := agentkey.TreeEntry(op, agentkey.EntryKeyMoved, keyID, from, accountID)
+		if err := s.queueEntries(b, []agentkey.Entry{entry}); err != nil {
+			return err
+		}
+		k, err = readKey(tx.SendBatch(ctx, b))
+		return err
+	})
 	if err != nil {
 		return agentkey.Key{}, fmt.Errorf("move key: %w", err)
 	}
@@ -254,6 +276,18 @@ func (s *Store) TouchKeys(ctx context.Context, lastUsed map[string]time.Time) er
 	b.Queue(s.sql.touchKeys, ids, times)
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("touch keys: %w", err)
+	}
+	return nil
+}
+
+// queueEntries queues an insert of each ledger entry, in order.
+func (s *Store) queueEntries(b *pgx.Batch, entries []agentkey.Entry) error {
+	for _, e := range entries {
+		args, err := entryArgs(e)
+		if err != nil {
+			return fmt.Errorf("%s entry: %w", e.Kind, err)
+		}
+		b.Queue(s.sql.insertEntry, args...)
 	}
 	return nil
 }

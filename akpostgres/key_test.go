@@ -21,7 +21,7 @@ func TestKeyRoundTrip(t *testing.T) {
 	k.ExpiresAt = now.Add(time.Hour)
 	k.LastUsedAt = now.Add(-time.Minute)
 	k.Budgets = append(k.Budgets, dailyBudget(k.ID, 3*agentkey.Dollar))
-	require.NoError(t, s.CreateKey(ctx, k))
+	require.NoError(t, s.CreateKey(ctx, k, testOp()))
 
 	for name, q := range map[string]agentkey.KeyQuery{
 		"ByID":   {ID: k.ID},
@@ -51,13 +51,13 @@ func TestKeyRoundTrip(t *testing.T) {
 	})
 
 	t.Run("DuplicateIsConflict", func(t *testing.T) {
-		require.ErrorIs(t, s.CreateKey(ctx, k), agentkey.ErrConflict)
+		require.ErrorIs(t, s.CreateKey(ctx, k, testOp()), agentkey.ErrConflict)
 	})
 
 	t.Run("TwoBudgetsOfOnePeriodAreInvalid", func(t *testing.T) {
 		twice := keyRecord(agentkey.Dollar)
 		twice.Budgets = append(twice.Budgets, budget(twice.ID, 2*agentkey.Dollar))
-		require.ErrorIs(t, s.CreateKey(ctx, twice), agentkey.ErrInvalidArgument)
+		require.ErrorIs(t, s.CreateKey(ctx, twice, testOp()), agentkey.ErrInvalidArgument)
 		_, err := s.Key(ctx, agentkey.KeyQuery{ID: twice.ID})
 		require.ErrorIs(t, err, agentkey.ErrNotFound, "nothing is written")
 	})
@@ -121,12 +121,12 @@ func TestEnsureSubject(t *testing.T) {
 	}
 
 	first := subject()
-	got, created, err := s.EnsureSubject(ctx, first)
+	got, created, err := s.EnsureSubject(ctx, first, testOp())
 	require.NoError(t, err)
 	require.True(t, created)
 	require.Equal(t, first.Key, got)
 
-	again, created, err := s.EnsureSubject(ctx, subject())
+	again, created, err := s.EnsureSubject(ctx, subject(), testOp())
 	require.NoError(t, err)
 	require.False(t, created)
 	require.Equal(t, first.Key, again, "the stored row, not the new record")
@@ -149,7 +149,7 @@ func TestEnsureSubjectConcurrent(t *testing.T) {
 	for i := range callers {
 		k := keyRecord(agentkey.Dollar)
 		k.Subject, k.Hash = "org_7", nil
-		wg.Go(func() { keys[i], created[i], errs[i] = s.EnsureSubject(ctx, k) })
+		wg.Go(func() { keys[i], created[i], errs[i] = s.EnsureSubject(ctx, k, testOp()) })
 	}
 	wg.Wait()
 
@@ -237,7 +237,7 @@ func TestKeys(t *testing.T) {
 	other := keyRecord()
 	other.AccountID = "acct_2"
 	for _, k := range []agentkey.KeyRecord{own, subject, revoked, other} {
-		require.NoError(t, s.CreateKey(ctx, k))
+		require.NoError(t, s.CreateKey(ctx, k, testOp()))
 	}
 
 	list := func(f agentkey.KeyFilter) []string {

@@ -39,6 +39,14 @@ func (s *Store) Ledger(ctx context.Context, f agentkey.LedgerFilter) ([]agentkey
 	if f.BudgetID != "" {
 		where("budget_id = $", f.BudgetID)
 	}
+	if len(f.Kinds) > 0 {
+		kinds := make([]string, len(f.Kinds))
+		for i, k := range f.Kinds {
+			kinds[i] = string(k)
+		}
+		where("kind = ANY($", kinds)
+		b.WriteString(")")
+	}
 	if !f.Since.IsZero() {
 		where("created_at >= $", f.Since)
 	}
@@ -80,10 +88,7 @@ func (s *Store) Ledger(ctx context.Context, f agentkey.LedgerFilter) ([]agentkey
 // heldKinds and heldSigns pair each kind that changes held with the sign of
 // its change (agentkey.EntryKind.HeldDelta). The root package decides both.
 var usedKinds, heldKinds, heldSigns = func() (used, held []string, signs []int64) {
-	for _, k := range []agentkey.EntryKind{
-		agentkey.EntryCharge, agentkey.EntryAdjust, agentkey.EntryReset, agentkey.EntryHold,
-		agentkey.EntryRelease, agentkey.EntrySettle, agentkey.EntryOverrun,
-	} {
+	for _, k := range agentkey.MoneyKinds {
 		if k.CountsAsUsed() {
 			used = append(used, string(k))
 		}
@@ -95,8 +100,9 @@ var usedKinds, heldKinds, heldSigns = func() (used, held []string, signs []int64
 }()
 
 // BudgetTotals returns every budget, in id order, with the sum of the
-// entries of its current period that count as used, and what its entries of
-// all time leave held.
+// entries of its current period that count as used, what its entries of all
+// time leave held, and the sum of its open holds, in one statement and so
+// from one snapshot.
 func (s *Store) BudgetTotals(ctx context.Context) ([]agentkey.BudgetTotal, error) {
 	rows, err := s.pool.Query(ctx, s.sql.budgetTotals, usedKinds, heldKinds, heldSigns)
 	if err != nil {
@@ -106,15 +112,16 @@ func (s *Store) BudgetTotals(ctx context.Context) ([]agentkey.BudgetTotal, error
 
 	var totals []agentkey.BudgetTotal
 	var (
-		r          budgetRow
-		used, held int64
+		r                budgetRow
+		used, held, open int64
 	)
 	for rows.Next() {
-		if err := rows.Scan(append(r.dest(), &used, &held)...); err != nil {
+		if err := rows.Scan(append(r.dest(), &used, &held, &open)...); err != nil {
 			return nil, fmt.Errorf("read budget totals: %w", err)
 		}
 		totals = append(totals, agentkey.BudgetTotal{Budget: r.budget(),
-			LedgerUsed: agentkey.Money(used), LedgerHeld: agentkey.Money(held)})
+			LedgerUsed: agentkey.Money(used), LedgerHeld: agentkey.Money(held),
+			OpenHolds: agentkey.Money(open)})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read budget totals: %w", err)

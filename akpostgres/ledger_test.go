@@ -42,7 +42,7 @@ func TestAdjust(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, b, stored.Budgets[0])
 
-	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{BudgetID: id})
+	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, BudgetID: id})
 	require.NoError(t, err)
 	require.Len(t, entries, 2)
 	require.Equal(t, agentkey.EntryAdjust, entries[0].Kind)
@@ -78,7 +78,7 @@ func TestLedgerFilters(t *testing.T) {
 		require.True(t, res.OK())
 	}
 
-	all, err := s.Ledger(ctx, agentkey.LedgerFilter{})
+	all, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds})
 	require.NoError(t, err)
 	require.Len(t, all, 9)
 	for i := 1; i < len(all); i++ {
@@ -87,24 +87,25 @@ func TestLedgerFilters(t *testing.T) {
 
 	count := func(f agentkey.LedgerFilter) int {
 		t.Helper()
+		f.Kinds = agentkey.MoneyKinds
 		entries, err := s.Ledger(ctx, f)
 		require.NoError(t, err)
 		return len(entries)
 	}
-	require.Equal(t, 6, count(agentkey.LedgerFilter{KeyID: a.ID}))
-	require.Equal(t, 3, count(agentkey.LedgerFilter{AccountID: "acct_2"}))
-	require.Equal(t, 3, count(agentkey.LedgerFilter{BudgetID: a.Budgets[1].ID}))
-	require.Equal(t, 0, count(agentkey.LedgerFilter{KeyID: a.ID, AccountID: "acct_2"}))
+	require.Equal(t, 6, count(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: a.ID}))
+	require.Equal(t, 3, count(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, AccountID: "acct_2"}))
+	require.Equal(t, 3, count(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, BudgetID: a.Budgets[1].ID}))
+	require.Equal(t, 0, count(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: a.ID, AccountID: "acct_2"}))
 	twoMinutes := now.Add(2 * time.Minute)
-	require.Equal(t, 6, count(agentkey.LedgerFilter{Since: twoMinutes}), "since is inclusive")
-	require.Equal(t, 3, count(agentkey.LedgerFilter{Until: twoMinutes}), "until is exclusive")
+	require.Equal(t, 6, count(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, Since: twoMinutes}), "since is inclusive")
+	require.Equal(t, 3, count(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, Until: twoMinutes}), "until is exclusive")
 	require.Equal(t, 2, count(agentkey.LedgerFilter{
 		KeyID: a.ID, Since: now.Add(time.Minute), Until: now.Add(4 * time.Minute),
 	}))
-	require.Equal(t, 5, count(agentkey.LedgerFilter{AfterID: all[3].ID}))
-	require.Equal(t, 2, count(agentkey.LedgerFilter{AfterID: all[3].ID, Limit: 2}))
+	require.Equal(t, 5, count(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, AfterID: all[3].ID}))
+	require.Equal(t, 2, count(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, AfterID: all[3].ID, Limit: 2}))
 
-	page, err := s.Ledger(ctx, agentkey.LedgerFilter{AfterID: all[3].ID, Limit: 2})
+	page, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, AfterID: all[3].ID, Limit: 2})
 	require.NoError(t, err)
 	require.Equal(t, all[4:6], page)
 }
@@ -119,7 +120,7 @@ func TestLedgerDefaultLimit(t *testing.T) {
 		_, err := s.Charge(ctx, charge(k.ID, 1))
 		require.NoError(t, err)
 	}
-	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Limit: -1})
+	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, Limit: -1})
 	require.NoError(t, err)
 	require.Len(t, entries, 100)
 }

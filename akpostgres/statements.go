@@ -41,9 +41,11 @@ type statements struct {
 	pathByID, pathByHash, pathBySubject string
 
 	revokeKey, lockKeys, touchKeys, moveKey string
+	lockKeyAccount                          string
 	selectKeys, keyBudgets                  string
 
 	loadByID, loadByHash, lockPathByID, lockPathByHash string
+	expiredOnPathByID, expiredOnPathByHash             string
 	lockBudget, updateBudget, insertEntry              string
 	insertIdempotency, idempotencyResult               string
 
@@ -53,7 +55,7 @@ type statements struct {
 	accountByID, accounts, accountChildren        string
 	budgetsByOwner, accountBudgets                string
 	putBudget, lockOwnerBudgets, deleteBudget     string
-	insertMeter                                   string
+	insertMeter, ownerAccount                     string
 	insertHold, lockHold, lockHoldBudgets         string
 	closeHold, holdByID, selectHolds              string
 	expiredHolds, expiredHoldsOn                  string
@@ -68,6 +70,13 @@ type statements struct {
 // large the planner guesses the recursive walk to be; a semi-join on it
 // scanned all budgets once a few hundred keys existed.
 func pathBudgets(keyCond, suffix string) string {
+	return pathSelect(keyCond, budgetColumns) + `
+ORDER BY b.id` + suffix
+}
+
+// pathSelect returns a statement that selects columns of the budgets b of the
+// whole path of the key that keyCond selects (see pathBudgets).
+func pathSelect(keyCond, columns string) string {
 	return `
 WITH RECURSIVE k AS (
     SELECT id, account_id FROM {{table "keys"}} WHERE ` + keyCond + `
@@ -78,10 +87,21 @@ WITH RECURSIVE k AS (
     FROM path AS p JOIN {{table "accounts"}} AS a ON a.id = p.parent_id
     WHERE p.level < ` + strconv.Itoa(maxPathLevels) + `
 )
-SELECT ` + budgetColumns + ` FROM {{table "budgets"}} AS b
+SELECT ` + columns + ` FROM {{table "budgets"}} AS b
 WHERE (b.owner_kind = 'key' AND b.owner_id = (SELECT id FROM k))
-    OR (b.owner_kind = 'account' AND b.owner_id = ANY (ARRAY(SELECT id FROM path)))
-ORDER BY b.id` + suffix
+    OR (b.owner_kind = 'account' AND b.owner_id = ANY (ARRAY(SELECT id FROM path)))`
+}
+
+// expiredOnPath returns a statement that selects the budgets of the path of
+// the key that keyCond selects which carry an open hold expired at $2. The
+// expiry index finds the expired holds, which are few while a sweeper runs,
+// before the path is walked: PostgreSQL evaluates the path's array, an
+// initplan, only when a row needs it (PostgreSQL manual, Using EXPLAIN).
+func expiredOnPath(keyCond string) string {
+	return `
+SELECT DISTINCT x FROM {{table "holds"}} AS h, unnest(h.budget_ids) AS x
+WHERE h.state = 'open' AND h.expires_at <= $2
+    AND x = ANY (ARRAY(` + pathSelect(keyCond, "b.id") + `))`
 }
 
 // loadKey returns a statement that selects the key that keyCond (on k)
@@ -171,6 +191,8 @@ SELECT ` + keyColumns + ` FROM {{table "keys"}}`},
 SELECT ` + budgetColumns + ` FROM {{table "budgets"}}
 WHERE owner_kind = 'key' AND owner_id = ANY($1)
 ORDER BY id`},
+		{&q.lockKeyAccount, "lockKeyAccount", `
+SELECT account_id FROM {{table "keys"}} WHERE id = $1 FOR UPDATE`},
 		{&q.moveKey, "moveKey", `
 UPDATE {{table "keys"}} SET account_id = $2 WHERE id = $1
 RETURNING ` + keyColumns},
@@ -181,6 +203,8 @@ RETURNING ` + keyColumns},
 		{&q.loadByHash, "loadByHash", loadKey("k.hash = $1", "k.id")},
 		{&q.lockPathByID, "lockPathByID", pathBudgets("id = $1", " FOR UPDATE OF b")},
 		{&q.lockPathByHash, "lockPathByHash", pathBudgets("hash = $1", " FOR UPDATE OF b")},
+		{&q.expiredOnPathByID, "expiredOnPathByID", expiredOnPath("id = $1")},
+		{&q.expiredOnPathByHash, "expiredOnPathByHash", expiredOnPath("hash = $1")},
 		// The budget and the account of its owner: the key's account for a
 		// key budget, the account itself for an account budget.
 		{&q.lockBudget, "lockBudget", `
@@ -229,15 +253,20 @@ SELECT b.id, b.owner_kind, b.owner_id, b.limit_micros, b.period, b.location, b.a
         SELECT sum(l.amount * d.sign) FROM {{table "ledger"}} AS l
         JOIN unnest($2::text[], $3::bigint[]) AS d (kind, sign) ON l.kind = d.kind
         WHERE l.budget_id = b.id
+    ), 0)::bigint,
+    coalesce((
+        SELECT sum(h.amount) FROM {{table "holds"}} AS h
+        WHERE h.state = 'open' AND h.budget_ids @> ARRAY[b.id]
     ), 0)::bigint
 FROM {{table "budgets"}} AS b
 ORDER BY b.id`},
 
 		{&q.treeLock, "treeLock", `SELECT pg_advisory_xact_lock($1)`},
 		// Whether account $1 exists; the depth of account $2 (0 if it does
-		// not exist); whether $1 is $2 or above it; and the height of the
-		// subtree under $1 (1 for a leaf, 0 if it does not exist). Both walks
-		// stop after $3 levels.
+		// not exist); whether $1 is $2 or above it; the height of the
+		// subtree under $1 (1 for a leaf, 0 if it does not exist); and the
+		// parent of $1 ('' for a root or none). Both walks stop after $3
+		// levels.
 		{&q.treeCheck, "treeCheck", `
 WITH RECURSIVE up (id, parent_id, level) AS (
     SELECT id, parent_id, 1 FROM {{table "accounts"}} WHERE id = $2
@@ -255,7 +284,8 @@ WITH RECURSIVE up (id, parent_id, level) AS (
 SELECT EXISTS (SELECT FROM down),
     coalesce((SELECT max(level) FROM up), 0),
     EXISTS (SELECT FROM up WHERE id = $1),
-    coalesce((SELECT max(level) FROM down), 0)`},
+    coalesce((SELECT max(level) FROM down), 0),
+    coalesce((SELECT parent_id FROM {{table "accounts"}} WHERE id = $1), '')`},
 		{&q.insertAccount, "insertAccount", `
 INSERT INTO {{table "accounts"}} (` + accountColumns + `) VALUES ($1, $2, $3, $4)`},
 		{&q.setParent, "setParent", `
@@ -295,12 +325,21 @@ RETURNING ` + budgetColumns},
 SELECT id FROM {{table "budgets"}} WHERE owner_kind = $1 AND owner_id = $2
 ORDER BY id FOR UPDATE`},
 		{&q.deleteBudget, "deleteBudget", `
-DELETE FROM {{table "budgets"}} WHERE owner_kind = $1 AND owner_id = $2 AND period = $3`},
+DELETE FROM {{table "budgets"}} WHERE owner_kind = $1 AND owner_id = $2 AND period = $3
+RETURNING ` + budgetColumns},
+		// The account of a budget's owner $1 $2: the key's account for a
+		// key, the account itself for an account.
+		{&q.ownerAccount, "ownerAccount", `
+SELECT CASE $1::text
+    WHEN 'key' THEN coalesce((SELECT account_id FROM {{table "keys"}} WHERE id = $2), '')
+    ELSE $2::text
+END`},
 		{&q.insertMeter, "insertMeter", `
 INSERT INTO {{table "budgets"}} (` + budgetColumns + `)
 SELECT $1::text, $2::text, $3::text, $4::bigint, $5::text, $6::text, $7::timestamptz,
     $8::timestamptz, $9::timestamptz, $10::bigint, $11::bigint, $12::timestamptz
-WHERE NOT EXISTS (SELECT FROM {{table "budgets"}} WHERE owner_kind = $2 AND owner_id = $3)`},
+WHERE NOT EXISTS (SELECT FROM {{table "budgets"}} WHERE owner_kind = $2 AND owner_id = $3)
+RETURNING ` + budgetColumns},
 
 		{&q.insertHold, "insertHold", `
 INSERT INTO {{table "holds"}} (` + holdColumns + `)

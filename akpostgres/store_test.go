@@ -161,7 +161,7 @@ func createKey(ctx context.Context, t *testing.T, s testStore, k agentkey.KeyRec
 ) agentkey.Key {
 	t.Helper()
 
-	require.NoError(t, s.CreateKey(ctx, k))
+	require.NoError(t, s.CreateKey(ctx, k, testOp()))
 	got, err := s.Key(ctx, agentkey.KeyQuery{ID: k.ID})
 	require.NoError(t, err)
 	return got
@@ -177,7 +177,7 @@ func charge(id string, amount agentkey.Money) agentkey.ChargeRequest {
 func ledgerSum(ctx context.Context, t *testing.T, s agentkey.Store, budgetID string) agentkey.Money {
 	t.Helper()
 
-	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{BudgetID: budgetID, Limit: 10_000})
+	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, BudgetID: budgetID, Limit: 10_000})
 	require.NoError(t, err)
 	var sum agentkey.Money
 	for _, e := range entries {
@@ -282,4 +282,9 @@ func TestOpenRefusesBadInput(t *testing.T) {
 			require.NotContains(t, err.Error(), "hunter2secret")
 		})
 	}
+}
+
+// testOp returns the Op of a change made now, as the Service makes one.
+func testOp() agentkey.Op {
+	return agentkey.Op{ID: newID("op"), At: time.Now().UTC().Truncate(time.Microsecond)}
 }

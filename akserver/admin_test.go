@@ -269,7 +269,8 @@ func TestHoldsAndLedger(t *testing.T) {
 		}
 		for i := range 5 {
 			e.charge(t, obj{"key_id": ck.ID, "amount": fmt.Sprintf("0.00%d", i+1),
-				"idempotency_key": "=cmd|calc", "metadata": map[string]string{"n": fmt.Sprint(i)}})
+				"idempotency_key": fmt.Sprintf("=cmd|calc%d", i),
+				"metadata":        map[string]string{"n": fmt.Sprint(i)}})
 		}
 		e.charge(t, obj{"key_id": other.ID, "amount": "1"})
 
@@ -315,8 +316,9 @@ func TestHoldsAndLedger(t *testing.T) {
 			require.Equal(t, len(all), seen)
 
 			e.adminCall(t, "GET", "/ledger?account_id=acct_2", nil).into(t, http.StatusOK, &page)
-			require.Len(t, page.Entries, 1)
-			require.Equal(t, other.ID, page.Entries[0].KeyID)
+			require.Len(t, page.Entries, 2, "the key's budget set, and its charge")
+			require.Equal(t, agentkey.EntryBudgetSet, page.Entries[0].Kind)
+			require.Equal(t, other.ID, page.Entries[1].KeyID)
 
 			future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 			e.adminCall(t, "GET", "/ledger?since="+future, nil).into(t, http.StatusOK, &page)
@@ -381,7 +383,7 @@ func TestLedgerCSVStreamsEveryPage(t *testing.T) {
 	require.Equal(t, http.StatusOK, rep.status)
 	rows, err := csv.NewReader(strings.NewReader(string(rep.body))).ReadAll()
 	require.NoError(t, err)
-	require.Len(t, rows, 1101)
+	require.Len(t, rows, 1102, "the header, the key's budget set and 1,100 charges")
 
 	rep = e.adminCall(t, "GET", "/ledger?format=csv&limit=1050", nil)
 	rows, err = csv.NewReader(strings.NewReader(string(rep.body))).ReadAll()

@@ -191,7 +191,8 @@ func TestCharge(t *testing.T) {
 			}
 		}
 		require.Equal(t, 400+50*agentkey.Cent+10*agentkey.Cent, sum)
-		require.Equal(t, map[string]string{"request": "r1"}, entries[0].Metadata)
+		require.Equal(t, agentkey.EntryBudgetSet, entries[0].Kind)
+		require.Equal(t, map[string]string{"request": "r1"}, entries[1].Metadata)
 	})
 }
 

@@ -23,7 +23,9 @@ const defaultAccountLimit = 100
 // cannot change before the insert commits. It returns ErrNotFound for a
 // missing parent, ErrTooDeep if the account would sit deeper than maxDepth
 // (at most 16) levels, and ErrConflict if the id is taken.
-func (s *Store) CreateAccount(ctx context.Context, a agentkey.Account, maxDepth int) error {
+func (s *Store) CreateAccount(ctx context.Context, a agentkey.Account, maxDepth int,
+	op agentkey.Op,
+) error {
 	maxDepth = min(maxDepth, maxPathDepth)
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		depth := 1
@@ -46,7 +48,10 @@ func (s *Store) CreateAccount(ctx context.Context, a agentkey.Account, maxDepth 
 		if err != nil {
 			return fmt.Errorf("insert account: %w", err)
 		}
-		return s.insertBudgets(ctx, tx, a.Budgets)
+		if err := s.insertBudgets(ctx, tx, a.Budgets); err != nil {
+			return err
+		}
+		return s.insertEntries(ctx, tx, agentkey.AccountCreatedEntries(op, a))
 	})
 	if err != nil {
 		return fmt.Errorf("create account %s: %w", a.ID, err)
@@ -102,15 +107,16 @@ func (s *Store) Accounts(ctx context.Context, f agentkey.AccountFilter,
 }
 
 // SetParent moves an account under parentID, or makes it a root when
-// parentID is empty, and returns it. The write transaction is the lock of
+// parentID is empty, records the move in the ledger, and returns it. The write transaction is the lock of
 // the whole tree: two moves run one after the other, and the second sees the
 // first, so that two moves can never build a cycle together.
-func (s *Store) SetParent(ctx context.Context, id, parentID string, maxDepth int,
+func (s *Store) SetParent(ctx context.Context, id, parentID string, maxDepth int, op agentkey.Op,
 ) (agentkey.Account, error) {
 	maxDepth = min(maxDepth, maxPathDepth)
 	var a agentkey.Account
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		if err := s.ownerExists(ctx, tx, agentkey.AccountOwner(id)); err != nil {
+		before, err := s.loadAccount(ctx, tx, id)
+		if err != nil {
 			return err
 		}
 		parentDepth := 0
@@ -137,6 +143,10 @@ func (s *Store) SetParent(ctx context.Context, id, parentID string, maxDepth int
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE {p}accounts SET parent_id = ? WHERE id = ?`),
 			nullString(parentID), id); err != nil {
 			return fmt.Errorf("update account: %w", err)
+		}
+		entry := agentkey.TreeEntry(op, agentkey.EntryAccountMoved, id, before.ParentID, parentID)
+		if err := s.insertEntries(ctx, tx, []agentkey.Entry{entry}); err != nil {
+			return err
 		}
 		a, err = s.loadAccount(ctx, tx, id)
 		return err
@@ -184,20 +194,29 @@ func (s *Store) height(ctx context.Context, q querier, id string) (int, error) {
 	return h, nil
 }
 
-// MoveKey sets a key's account and returns the key with the budgets of its
-// new path. The account need not exist as an accounts row.
-func (s *Store) MoveKey(ctx context.Context, keyID, accountID string) (agentkey.Key, error) {
+// MoveKey sets a key's account, records the move in the ledger, and returns
+// the key with the budgets of its new path. The account need not exist as an
+// accounts row.
+func (s *Store) MoveKey(ctx context.Context, keyID, accountID string, op agentkey.Op,
+) (agentkey.Key, error) {
 	var key agentkey.Key
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, s.q(`UPDATE {p}keys SET account_id = ? WHERE id = ?`),
-			accountID, keyID)
+		var from string
+		err := tx.QueryRowContext(ctx, s.q(`SELECT account_id FROM {p}keys WHERE id = ?`),
+			keyID).Scan(&from)
+		if errors.Is(err, sql.ErrNoRows) {
+			return agentkey.ErrNotFound
+		}
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE {p}keys SET account_id = ? WHERE id = ?`),
+			accountID, keyID); err != nil {
 			return err
-		} else if n == 0 {
-			return agentkey.ErrNotFound
+		}
+		entry := agentkey.TreeEntry(op, agentkey.EntryKeyMoved, keyID, from, accountID)
+		if err := s.insertEntries(ctx, tx, []agentkey.Entry{entry}); err != nil {
+			return err
 		}
 
 		key, err = s.loadKey(ctx, tx, "id", keyID)

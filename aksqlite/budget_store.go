@@ -25,9 +25,11 @@ func qualify(alias, columns string) string {
 
 // PutBudget inserts b, or replaces the limit of the owner's budget with b's
 // period (and, with replaceAnchor, its anchor, which takes effect at the next
-// reset) while keeping its id, window, used, held and creation time. One upsert under the write lock does
-// both, and returns the stored row.
+// reset) while keeping its id, window, used, held and creation time. One
+// upsert under the write lock does both, and returns the stored row; the
+// budget is recorded in the ledger in the same transaction.
 func (s *Store) PutBudget(ctx context.Context, b agentkey.Budget, replaceAnchor bool,
+	op agentkey.Op,
 ) (agentkey.Budget, error) {
 	set := `limit_micros = excluded.limit_micros`
 	if replaceAnchor {
@@ -36,7 +38,8 @@ func (s *Store) PutBudget(ctx context.Context, b agentkey.Budget, replaceAnchor 
 
 	var stored agentkey.Budget
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		if err := s.ownerExists(ctx, tx, agentkey.Owner{Kind: b.OwnerKind, ID: b.OwnerID}); err != nil {
+		owner := agentkey.Owner{Kind: b.OwnerKind, ID: b.OwnerID}
+		if err := s.ownerExists(ctx, tx, owner); err != nil {
 			return err
 		}
 		var err error
@@ -44,7 +47,10 @@ func (s *Store) PutBudget(ctx context.Context, b agentkey.Budget, replaceAnchor 
 			(`+budgetColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (owner_kind, owner_id, period) DO UPDATE SET `+set+`
 			RETURNING `+budgetColumns), budgetArgs(b)...))
-		return err
+		if err != nil {
+			return err
+		}
+		return s.recordBudget(ctx, tx, op, agentkey.EntryBudgetSet, stored, stored.ID != b.ID)
 	})
 	if err != nil {
 		return agentkey.Budget{}, fmt.Errorf("put budget of %s %s: %w", b.OwnerKind, b.OwnerID, err)
@@ -53,26 +59,26 @@ func (s *Store) PutBudget(ctx context.Context, b agentkey.Budget, replaceAnchor 
 }
 
 // DeleteBudget removes the owner's budget with period p, and inserts meter in
-// the same transaction if it is not nil and the owner has no budget left. It
-// returns ErrNotFound when the owner has no budget with period p. The ledger
-// keeps the removed budget's entries; open holds on it skip it when they
-// close.
+// the same transaction if it is not nil and the owner has no budget left,
+// recording both in the ledger. It returns ErrNotFound when the owner has no
+// budget with period p. The ledger keeps the removed budget's entries; open
+// holds on it skip it when they close.
 func (s *Store) DeleteBudget(ctx context.Context, o agentkey.Owner, p agentkey.Period,
-	meter *agentkey.Budget,
+	meter *agentkey.Budget, op agentkey.Op,
 ) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, s.q(`DELETE FROM {p}budgets
-			WHERE owner_kind = ? AND owner_id = ? AND period = ?`), string(o.Kind), o.ID, string(p))
+		deleted, err := scanBudget(tx.QueryRowContext(ctx, s.q(`DELETE FROM {p}budgets
+			WHERE owner_kind = ? AND owner_id = ? AND period = ?
+			RETURNING `+budgetColumns), string(o.Kind), o.ID, string(p)))
+		if errors.Is(err, sql.ErrNoRows) {
+			return agentkey.ErrNotFound
+		}
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
+		err = s.recordBudget(ctx, tx, op, agentkey.EntryBudgetRemoved, deleted, false)
+		if err != nil || meter == nil {
 			return err
-		} else if n == 0 {
-			return agentkey.ErrNotFound
-		}
-		if meter == nil {
-			return nil
 		}
 
 		var left bool
@@ -83,12 +89,32 @@ func (s *Store) DeleteBudget(ctx context.Context, o agentkey.Owner, p agentkey.P
 		if left {
 			return nil
 		}
-		return s.insertBudgets(ctx, tx, []agentkey.Budget{*meter})
+		if err := s.insertBudgets(ctx, tx, []agentkey.Budget{*meter}); err != nil {
+			return err
+		}
+		return s.recordBudget(ctx, tx, op, agentkey.EntryBudgetSet, *meter, false)
 	})
 	if err != nil {
 		return fmt.Errorf("delete %s budget of %s %s: %w", p, o.Kind, o.ID, err)
 	}
 	return nil
+}
+
+// recordBudget writes the ledger entry of kind for budget b, with the
+// account of its owner.
+func (s *Store) recordBudget(ctx context.Context, tx *sql.Tx, op agentkey.Op,
+	kind agentkey.EntryKind, b agentkey.Budget, replaced bool,
+) error {
+	account := b.OwnerID
+	if b.OwnerKind == agentkey.OwnerKey {
+		err := tx.QueryRowContext(ctx, s.q(`SELECT coalesce((SELECT account_id FROM {p}keys
+			WHERE id = ?), '')`), b.OwnerID).Scan(&account)
+		if err != nil {
+			return fmt.Errorf("load owner's account: %w", err)
+		}
+	}
+	entry := agentkey.BudgetEntry(op, kind, b, account, replaced)
+	return s.insertEntries(ctx, tx, []agentkey.Entry{entry})
 }
 
 // Budgets returns the owner's own budgets in id order; none (an empty

@@ -73,7 +73,10 @@ func (s *Store) charge(ctx context.Context, tx *sql.Tx, req agentkey.ChargeReque
 		return agentkey.ChargeResult{}, err
 	}
 	res := plan.Result(req, key)
-	if plan.Reason != "" {
+	if res.ExpiredHoldsOn, err = s.expiredHoldsOn(ctx, tx, key.Budgets, req.Now); err != nil {
+		return agentkey.ChargeResult{}, err
+	}
+	if plan.Reason != "" || req.Amount == 0 {
 		return res, nil
 	}
 
@@ -83,15 +86,49 @@ func (s *Store) charge(ctx context.Context, tx *sql.Tx, req agentkey.ChargeReque
 	if err := s.insertEntries(ctx, tx, plan.Entries); err != nil {
 		return agentkey.ChargeResult{}, err
 	}
-	// A zero charge writes nothing but rollovers, so it leaves no record: a
-	// later charge with the same idempotency key is a charge of its own.
-	if req.IdempotencyKey != "" && req.Amount > 0 {
+	if req.IdempotencyKey != "" {
 		err := s.storeResult(ctx, tx, key.ID, idemCharge, req.IdempotencyKey, req.OpID, req.Now, res)
 		if err != nil {
 			return agentkey.ChargeResult{}, err
 		}
 	}
 	return res, nil
+}
+
+// expiredHoldsOn returns the ids of those of budgets that carry an open hold
+// expired at now. The expiry index finds the expired holds, which are few
+// while a sweeper runs.
+func (s *Store) expiredHoldsOn(ctx context.Context, tx *sql.Tx, budgets []agentkey.Budget,
+	now time.Time,
+) ([]string, error) {
+	ids := make([]string, len(budgets))
+	for i, b := range budgets {
+		ids[i] = b.ID
+	}
+	js, err := json.Marshal(ids)
+	if err != nil {
+		return nil, fmt.Errorf("find expired holds: %w", err)
+	}
+	rows, err := s.query(ctx, tx, `SELECT DISTINCT hb.budget_id
+		FROM {p}holds h JOIN {p}hold_budgets hb ON hb.hold_id = h.id
+		WHERE h.state = 'open' AND h.expires_at <= ?
+			AND hb.budget_id IN (SELECT value FROM json_each(?))`, micros(now), string(js))
+	if err != nil {
+		return nil, fmt.Errorf("find expired holds: %w", err)
+	}
+	defer rows.Close()
+	var found []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("find expired holds: %w", err)
+		}
+		found = append(found, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find expired holds: %w", err)
+	}
+	return found, nil
 }
 
 // storedResult decodes into res the result recorded for an operation of kind

@@ -69,7 +69,7 @@ func TestConcurrentChargesFourHandles(t *testing.T) {
 	var ledger agentkey.Money
 	var after int64
 	for {
-		entries, err := stores[2].Ledger(ctx, agentkey.LedgerFilter{BudgetID: rec.Budgets[0].ID,
+		entries, err := stores[2].Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, BudgetID: rec.Budgets[0].ID,
 			AfterID: after, Limit: 100})
 		require.NoError(t, err)
 		if len(entries) == 0 {
@@ -141,7 +141,7 @@ func TestConcurrentEnsureSubject(t *testing.T) {
 			<-start
 			rec := record(fmt.Sprintf("sub_%d", i), agentkey.Dollar, agentkey.PeriodMonth)
 			rec.Hash, rec.Prefix, rec.Subject = nil, "", "user_1"
-			k, ok, err := stores[i%len(stores)].EnsureSubject(ctx, rec)
+			k, ok, err := stores[i%len(stores)].EnsureSubject(ctx, rec, testOp())
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil || len(k.Budgets) != 1 {

@@ -72,15 +72,19 @@ func (s *Store) reserve(ctx context.Context, tx *sql.Tx, req agentkey.ReserveReq
 	if err != nil {
 		return agentkey.ReserveResult{}, err
 	}
-	switch plan.Reason {
-	case "":
-	case agentkey.ReasonInvalidKey:
+	if plan.Reason == agentkey.ReasonInvalidKey {
 		return agentkey.ReserveResult{Reason: plan.Reason}, nil
-	default:
+	}
+	expiredOn, err := s.expiredHoldsOn(ctx, tx, key.Budgets, req.Now)
+	if err != nil {
+		return agentkey.ReserveResult{}, err
+	}
+	if plan.Reason != "" {
 		if plan.Budgets != nil {
 			key.Budgets = plan.Budgets
 		}
-		return agentkey.ReserveResult{Reason: plan.Reason, Key: key, RefusedBy: plan.RefusedBy}, nil
+		return agentkey.ReserveResult{Reason: plan.Reason, Key: key, RefusedBy: plan.RefusedBy,
+			ExpiredHoldsOn: expiredOn}, nil
 	}
 
 	if err := s.updateBudgets(ctx, tx, key.Budgets, plan.Budgets, plan.Changed); err != nil {
@@ -95,7 +99,7 @@ func (s *Store) reserve(ctx context.Context, tx *sql.Tx, req agentkey.ReserveReq
 	}
 
 	key.Budgets = plan.Budgets
-	res := agentkey.ReserveResult{Hold: hold, Key: key}
+	res := agentkey.ReserveResult{Hold: hold, Key: key, ExpiredHoldsOn: expiredOn}
 	if req.IdempotencyKey != "" {
 		err := s.storeResult(ctx, tx, key.ID, idemHold, req.IdempotencyKey, req.OpID, req.Now, res)
 		if err != nil {

@@ -84,7 +84,7 @@ func TestReserveAndClose(t *testing.T) {
 			require.Equal(t, agentkey.Money(35), b.Used, b.ID)
 			require.Zero(t, b.Held, b.ID)
 		}
-		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{BudgetID: "bud_team"})
+		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, BudgetID: "bud_team"})
 		require.NoError(t, err)
 		require.Len(t, entries, 3, "hold, release, settle")
 		for _, e := range entries {
@@ -167,7 +167,7 @@ func TestReserveAndClose(t *testing.T) {
 		s := treeStore(t)
 		h := mustReserve(t, s, reserve("hold_1", "key_a", 30, t0))
 		require.NoError(t, s.DeleteBudget(ctx, agentkey.AccountOwner("team"),
-			agentkey.PeriodMonth, nil))
+			agentkey.PeriodMonth, nil, testOp()))
 
 		closed, err := s.CloseHold(ctx, agentkey.CloseRequest{OpID: "op_rel", HoldID: h.ID,
 			Now: t0.Add(time.Minute)})
@@ -351,7 +351,7 @@ func TestConcurrentCloseOfOneHold(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, fresh)
-	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{})
+	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds})
 	require.NoError(t, err)
 	kinds := map[agentkey.EntryKind]int{}
 	for _, e := range entries {

@@ -16,13 +16,17 @@ import (
 const keyColumns = `id, prefix, subject, account_id, user_id, delegated_by, name, scopes,
 	expires_at, revoked_at, created_at, last_used_at`
 
-// CreateKey inserts a key and its budgets in one transaction.
-func (s *Store) CreateKey(ctx context.Context, k agentkey.KeyRecord) error {
+// CreateKey inserts a key, its budgets and their ledger entries in one
+// transaction.
+func (s *Store) CreateKey(ctx context.Context, k agentkey.KeyRecord, op agentkey.Op) error {
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		if _, err := s.insertKey(ctx, tx, k, ""); err != nil {
 			return err
 		}
-		return s.insertBudgets(ctx, tx, k.Budgets)
+		if err := s.insertBudgets(ctx, tx, k.Budgets); err != nil {
+			return err
+		}
+		return s.insertEntries(ctx, tx, agentkey.KeyCreatedEntries(op, k.Key))
 	})
 	if err != nil {
 		return fmt.Errorf("create key %s: %w", k.ID, err)
@@ -35,7 +39,7 @@ func (s *Store) CreateKey(ctx context.Context, k agentkey.KeyRecord) error {
 // this call created it. Concurrent calls for one subject create one row: the
 // inserts are serialized by the write lock, and the unique subject makes the
 // later ones do nothing.
-func (s *Store) EnsureSubject(ctx context.Context, k agentkey.KeyRecord,
+func (s *Store) EnsureSubject(ctx context.Context, k agentkey.KeyRecord, op agentkey.Op,
 ) (agentkey.Key, bool, error) {
 	if k.Subject == "" {
 		return agentkey.Key{}, false, fmt.Errorf("ensure subject: %w: empty subject",
@@ -53,6 +57,9 @@ func (s *Store) EnsureSubject(ctx context.Context, k agentkey.KeyRecord,
 		}
 		if created = n == 1; created {
 			if err := s.insertBudgets(ctx, tx, k.Budgets); err != nil {
+				return err
+			}
+			if err := s.insertEntries(ctx, tx, agentkey.KeyCreatedEntries(op, k.Key)); err != nil {
 				return err
 			}
 		}

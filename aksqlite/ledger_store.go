@@ -3,6 +3,7 @@ package aksqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -30,6 +31,13 @@ func (s *Store) Ledger(ctx context.Context, f agentkey.LedgerFilter) ([]agentkey
 	}
 	if f.BudgetID != "" {
 		where("budget_id = ?", f.BudgetID)
+	}
+	if len(f.Kinds) > 0 {
+		kinds, err := json.Marshal(f.Kinds)
+		if err != nil {
+			return nil, fmt.Errorf("ledger: %w", err)
+		}
+		where("kind IN (SELECT value FROM json_each(?))", string(kinds))
 	}
 	if !f.Since.IsZero() {
 		where("created_at >= ?", ceilMicros(f.Since))
@@ -96,9 +104,9 @@ func scanEntry(rows *sql.Rows) (agentkey.Entry, error) {
 }
 
 // BudgetTotals returns every budget, in id order, with the sum of its ledger
-// entries that count as used in its stored current period, and what its hold
-// and release entries leave held over all time. One statement reads them all,
-// so they come from one snapshot.
+// entries that count as used in its stored current period, what its hold and
+// release entries leave held over all time, and the sum of its open holds.
+// One statement reads them all, so they come from one snapshot.
 func (s *Store) BudgetTotals(ctx context.Context) ([]agentkey.BudgetTotal, error) {
 	// The kinds are those for which agentkey.EntryKind.CountsAsUsed is true,
 	// and those for which EntryKind.HeldDelta is not zero.
@@ -107,7 +115,9 @@ func (s *Store) BudgetTotals(ctx context.Context) ([]agentkey.BudgetTotal, error
 			WHERE l.budget_id = b.id AND l.period_start = b.period_start
 			AND l.kind IN ('charge', 'adjust', 'settle')), 0),
 		COALESCE((SELECT SUM(CASE l.kind WHEN 'hold' THEN l.amount ELSE -l.amount END)
-			FROM {p}ledger l WHERE l.budget_id = b.id AND l.kind IN ('hold', 'release')), 0)
+			FROM {p}ledger l WHERE l.budget_id = b.id AND l.kind IN ('hold', 'release')), 0),
+		COALESCE((SELECT SUM(h.amount) FROM {p}hold_budgets hb JOIN {p}holds h ON h.id = hb.hold_id
+			WHERE hb.budget_id = b.id AND h.state = 'open'), 0)
 		FROM {p}budgets b ORDER BY b.id`))
 	if err != nil {
 		return nil, fmt.Errorf("budget totals: %w", err)
@@ -116,13 +126,13 @@ func (s *Store) BudgetTotals(ctx context.Context) ([]agentkey.BudgetTotal, error
 
 	totals := []agentkey.BudgetTotal{}
 	for rows.Next() {
-		var used, held int64
-		b, err := scanBudget(rows, &used, &held)
+		var used, held, open int64
+		b, err := scanBudget(rows, &used, &held, &open)
 		if err != nil {
 			return nil, fmt.Errorf("budget totals: %w", err)
 		}
 		totals = append(totals, agentkey.BudgetTotal{Budget: b, LedgerUsed: agentkey.Money(used),
-			LedgerHeld: agentkey.Money(held)})
+			LedgerHeld: agentkey.Money(held), OpenHolds: agentkey.Money(open)})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("budget totals: %w", err)

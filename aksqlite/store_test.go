@@ -68,7 +68,7 @@ func record(id string, limit agentkey.Money, period agentkey.Period) agentkey.Ke
 
 func mustCreate(t *testing.T, s *aksqlite.Store, rec agentkey.KeyRecord) agentkey.KeyRecord {
 	t.Helper()
-	require.NoError(t, s.CreateKey(context.Background(), rec))
+	require.NoError(t, s.CreateKey(context.Background(), rec, testOp()))
 	return rec
 }
 
@@ -276,7 +276,7 @@ func TestKeys(t *testing.T) {
 		mustCreate(t, s, record("key_a", 1, agentkey.PeriodNone))
 		dup := record("key_b", 1, agentkey.PeriodNone)
 		dup.Hash = agentkey.HashSecret("secret-key_a")
-		require.Error(t, s.CreateKey(ctx, dup))
+		require.Error(t, s.CreateKey(ctx, dup, testOp()))
 
 		_, err := s.Key(ctx, agentkey.KeyQuery{ID: "key_b"})
 		require.ErrorIs(t, err, agentkey.ErrNotFound, "a failed create leaves no row")
@@ -333,14 +333,14 @@ func TestEnsureSubject(t *testing.T) {
 
 	rec := record("sub_1", 2*agentkey.Dollar, agentkey.PeriodDay)
 	rec.Hash, rec.Prefix, rec.Subject = nil, "", "user_1"
-	k, created, err := s.EnsureSubject(ctx, rec)
+	k, created, err := s.EnsureSubject(ctx, rec, testOp())
 	require.NoError(t, err)
 	require.True(t, created)
 	require.Equal(t, rec.Key, k)
 
 	other := record("sub_2", agentkey.Dollar, agentkey.PeriodNone)
 	other.Hash, other.Prefix, other.Subject = nil, "", "user_1"
-	k, created, err = s.EnsureSubject(ctx, other)
+	k, created, err = s.EnsureSubject(ctx, other, testOp())
 	require.NoError(t, err)
 	require.False(t, created)
 	require.Equal(t, rec.Key, k, "the first row stays")
@@ -369,7 +369,7 @@ func TestCharge(t *testing.T) {
 		require.Equal(t, req.OpID, res.OpID)
 		require.Equal(t, agentkey.Money(4), res.Key.Budgets[0].Used)
 
-		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{})
+		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds})
 		require.NoError(t, err)
 		require.Len(t, entries, 1)
 		require.Equal(t, agentkey.Entry{
@@ -395,7 +395,7 @@ func TestCharge(t *testing.T) {
 		require.Equal(t, "bud_key_a", res.RefusedBy.ID)
 		require.Zero(t, res.Charged)
 
-		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{})
+		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds})
 		require.NoError(t, err)
 		require.Len(t, entries, 1)
 
@@ -441,7 +441,7 @@ func TestCharge(t *testing.T) {
 		require.False(t, res.Replayed)
 		require.Equal(t, agentkey.Money(3), res.Charged)
 
-		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{KeyID: "key_a"})
+		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: "key_a"})
 		require.NoError(t, err)
 		require.Len(t, entries, 1)
 		require.Equal(t, "idem", entries[0].IdempotencyKey)
@@ -479,7 +479,7 @@ func TestCharge(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, res.OK())
 		require.Zero(t, res.Charged)
-		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{})
+		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds})
 		require.NoError(t, err)
 		require.Empty(t, entries)
 		require.Equal(t, 0, count(t, s.DB(), "SELECT COUNT(*) FROM agentkey_idempotency"))
@@ -502,7 +502,7 @@ func TestCharge(t *testing.T) {
 		require.Equal(t, time.Date(2026, 1, 16, 0, 0, 0, 0, time.UTC), b.PeriodStart)
 		require.Equal(t, time.Date(2026, 1, 17, 0, 0, 0, 0, time.UTC), b.ResetAt)
 
-		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{})
+		entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds})
 		require.NoError(t, err)
 		require.Len(t, entries, 3)
 		require.Equal(t, agentkey.EntryReset, entries[1].Kind)
@@ -542,7 +542,7 @@ func TestAdjust(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, agentkey.Money(5), b.Used)
 
-	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{BudgetID: "bud_key_a"})
+	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, BudgetID: "bud_key_a"})
 	require.NoError(t, err)
 	require.Len(t, entries, 2)
 	require.Equal(t, agentkey.EntryAdjust, entries[0].Kind)
@@ -573,6 +573,7 @@ func TestLedgerFilters(t *testing.T) {
 
 	amounts := func(f agentkey.LedgerFilter) []agentkey.Money {
 		t.Helper()
+		f.Kinds = agentkey.MoneyKinds
 		entries, err := s.Ledger(ctx, f)
 		require.NoError(t, err)
 		out := []agentkey.Money{}
@@ -584,20 +585,20 @@ func TestLedgerFilters(t *testing.T) {
 		}
 		return out
 	}
-	require.Equal(t, []agentkey.Money{1, 2, 3, 4, 5, 6}, amounts(agentkey.LedgerFilter{}))
-	require.Equal(t, []agentkey.Money{1, 3, 5}, amounts(agentkey.LedgerFilter{KeyID: "key_a"}))
-	require.Equal(t, []agentkey.Money{2, 4, 6}, amounts(agentkey.LedgerFilter{AccountID: "acct_2"}))
-	require.Equal(t, []agentkey.Money{2, 4, 6}, amounts(agentkey.LedgerFilter{BudgetID: "bud_key_b"}))
+	require.Equal(t, []agentkey.Money{1, 2, 3, 4, 5, 6}, amounts(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds}))
+	require.Equal(t, []agentkey.Money{1, 3, 5}, amounts(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: "key_a"}))
+	require.Equal(t, []agentkey.Money{2, 4, 6}, amounts(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, AccountID: "acct_2"}))
+	require.Equal(t, []agentkey.Money{2, 4, 6}, amounts(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, BudgetID: "bud_key_b"}))
 	require.Equal(t, []agentkey.Money{3, 4}, amounts(agentkey.LedgerFilter{
 		Since: t0.Add(2 * time.Minute), Until: t0.Add(4 * time.Minute),
 	}))
 	require.Equal(t, []agentkey.Money{3, 4}, amounts(agentkey.LedgerFilter{
 		Since: t0.Add(2*time.Minute - time.Nanosecond), Until: t0.Add(4*time.Minute - time.Nanosecond),
 	}), "bounds finer than a microsecond are exact")
-	require.Equal(t, []agentkey.Money{1, 2}, amounts(agentkey.LedgerFilter{Limit: 2}))
-	require.Equal(t, []agentkey.Money{}, amounts(agentkey.LedgerFilter{KeyID: "key_x"}))
+	require.Equal(t, []agentkey.Money{1, 2}, amounts(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, Limit: 2}))
+	require.Equal(t, []agentkey.Money{}, amounts(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: "key_x"}))
 
-	all, err := s.Ledger(ctx, agentkey.LedgerFilter{})
+	all, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds})
 	require.NoError(t, err)
 	require.Equal(t, []agentkey.Money{3, 5}, amounts(agentkey.LedgerFilter{
 		KeyID: "key_a", AfterID: all[0].ID,
@@ -641,4 +642,9 @@ func TestCanceledContext(t *testing.T) {
 	cancel()
 	_, err := s.Charge(ctx, charge("key_a", 1, t0))
 	require.True(t, errors.Is(err, context.Canceled), "got %v", err)
+}
+
+// testOp returns the Op of a change made at t0, as the Service makes one.
+func testOp() agentkey.Op {
+	return agentkey.Op{ID: "op_test", At: t0}
 }

@@ -33,7 +33,7 @@ func mustAccount(t *testing.T, s *aksqlite.Store, id, parent string, budgets ...
 	t.Helper()
 	a := agentkey.Account{ID: id, ParentID: parent, Name: "name of " + id, CreatedAt: t0,
 		Budgets: budgets}
-	require.NoError(t, s.CreateAccount(context.Background(), a, agentkey.MaxDepth))
+	require.NoError(t, s.CreateAccount(context.Background(), a, agentkey.MaxDepth, testOp()))
 	return a
 }
 
@@ -68,11 +68,11 @@ func TestKeyPath(t *testing.T) {
 		}
 
 		// A key's account need not exist: the key's own budgets are its path.
-		moved, err := s.MoveKey(ctx, "key_a", "acct_outside_the_tree")
+		moved, err := s.MoveKey(ctx, "key_a", "acct_outside_the_tree", testOp())
 		require.NoError(t, err)
 		require.Equal(t, "acct_outside_the_tree", moved.AccountID)
 		require.Equal(t, []string{"bud_key_a"}, budgetIDs(moved.Budgets))
-		_, err = s.MoveKey(ctx, "key_x", "team")
+		_, err = s.MoveKey(ctx, "key_x", "team", testOp())
 		require.ErrorIs(t, err, agentkey.ErrNotFound)
 	})
 
@@ -96,10 +96,10 @@ func TestKeyPath(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, res.OK())
 
-		_, err = s.SetParent(ctx, "b", "", agentkey.MaxDepth)
+		_, err = s.SetParent(ctx, "b", "", agentkey.MaxDepth, testOp())
 		require.ErrorIs(t, err, agentkey.ErrTooDeep, "a cycle reads as a tree too deep")
 		err = s.CreateAccount(ctx, agentkey.Account{ID: "c", ParentID: "a", CreatedAt: t0},
-			agentkey.MaxDepth)
+			agentkey.MaxDepth, testOp())
 		require.ErrorIs(t, err, agentkey.ErrTooDeep)
 	})
 }
@@ -125,10 +125,10 @@ func TestAccounts(t *testing.T) {
 		_, err = s.Account(ctx, "nope")
 		require.ErrorIs(t, err, agentkey.ErrNotFound)
 
-		err = s.CreateAccount(ctx, agentkey.Account{ID: "org", CreatedAt: t0}, agentkey.MaxDepth)
+		err = s.CreateAccount(ctx, agentkey.Account{ID: "org", CreatedAt: t0}, agentkey.MaxDepth, testOp())
 		require.ErrorIs(t, err, agentkey.ErrConflict)
 		err = s.CreateAccount(ctx, agentkey.Account{ID: "x", ParentID: "nope", CreatedAt: t0},
-			agentkey.MaxDepth)
+			agentkey.MaxDepth, testOp())
 		require.ErrorIs(t, err, agentkey.ErrNotFound)
 
 		// A failed create leaves nothing behind, budgets included.
@@ -136,7 +136,7 @@ func TestAccounts(t *testing.T) {
 			accountBudget("bud_y1", "y", 1, agentkey.PeriodDay),
 			accountBudget("bud_y2", "y", 2, agentkey.PeriodDay),
 		}}
-		require.Error(t, s.CreateAccount(ctx, dup, agentkey.MaxDepth),
+		require.Error(t, s.CreateAccount(ctx, dup, agentkey.MaxDepth, testOp()),
 			"one budget per period and node")
 		_, err = s.Account(ctx, "y")
 		require.ErrorIs(t, err, agentkey.ErrNotFound)
@@ -180,21 +180,21 @@ func TestAccounts(t *testing.T) {
 		mustAccount(t, s, "d", "")
 
 		for _, parent := range []string{"a", "b", "c"} {
-			_, err := s.SetParent(ctx, "a", parent, agentkey.MaxDepth)
+			_, err := s.SetParent(ctx, "a", parent, agentkey.MaxDepth, testOp())
 			require.ErrorIs(t, err, agentkey.ErrCycle, parent)
 		}
-		_, err := s.SetParent(ctx, "nope", "a", agentkey.MaxDepth)
+		_, err := s.SetParent(ctx, "nope", "a", agentkey.MaxDepth, testOp())
 		require.ErrorIs(t, err, agentkey.ErrNotFound)
-		_, err = s.SetParent(ctx, "a", "nope", agentkey.MaxDepth)
+		_, err = s.SetParent(ctx, "a", "nope", agentkey.MaxDepth, testOp())
 		require.ErrorIs(t, err, agentkey.ErrNotFound)
 
 		// d (depth 1) would take a..c (height 3) to depth 4.
-		_, err = s.SetParent(ctx, "a", "d", 3)
+		_, err = s.SetParent(ctx, "a", "d", 3, testOp())
 		require.ErrorIs(t, err, agentkey.ErrTooDeep)
-		a, err := s.SetParent(ctx, "a", "d", 4)
+		a, err := s.SetParent(ctx, "a", "d", 4, testOp())
 		require.NoError(t, err)
 		require.Equal(t, "d", a.ParentID)
-		c, err := s.SetParent(ctx, "c", "", agentkey.MaxDepth)
+		c, err := s.SetParent(ctx, "c", "", agentkey.MaxDepth, testOp())
 		require.NoError(t, err)
 		require.Empty(t, c.ParentID)
 		require.Equal(t, 1, count(t, s.DB(),
@@ -222,7 +222,7 @@ func TestConcurrentSetParentNeverMakesACycle(t *testing.T) {
 		for i, move := range [][2]string{{"x", "y"}, {"y", "x"}} {
 			wg.Go(func() {
 				<-start
-				_, errs[i] = stores[i].SetParent(ctx, move[0], move[1], agentkey.MaxDepth)
+				_, errs[i] = stores[i].SetParent(ctx, move[0], move[1], agentkey.MaxDepth, testOp())
 			})
 		}
 		close(start)
@@ -241,7 +241,7 @@ func TestConcurrentSetParentNeverMakesACycle(t *testing.T) {
 			"SELECT COUNT(*) FROM agentkey_accounts WHERE parent_id IS NULL"), "round %d", round)
 
 		for _, id := range []string{"x", "y"} {
-			_, err := stores[0].SetParent(ctx, id, "", agentkey.MaxDepth)
+			_, err := stores[0].SetParent(ctx, id, "", agentkey.MaxDepth, testOp())
 			require.NoError(t, err)
 		}
 	}
@@ -257,21 +257,21 @@ func TestPutBudget(t *testing.T) {
 	require.NoError(t, err)
 
 	// A new period inserts; the owner must exist.
-	day, err := s.PutBudget(ctx, budget("bud_day", "key_a", 7, agentkey.PeriodDay, t0), false)
+	day, err := s.PutBudget(ctx, budget("bud_day", "key_a", 7, agentkey.PeriodDay, t0), false, testOp())
 	require.NoError(t, err)
 	require.Equal(t, budget("bud_day", "key_a", 7, agentkey.PeriodDay, t0), day)
-	_, err = s.PutBudget(ctx, budget("bud_x", "key_x", 7, agentkey.PeriodDay, t0), false)
+	_, err = s.PutBudget(ctx, budget("bud_x", "key_x", 7, agentkey.PeriodDay, t0), false, testOp())
 	require.ErrorIs(t, err, agentkey.ErrNotFound)
-	_, err = s.PutBudget(ctx, accountBudget("bud_x", "nope", 7, agentkey.PeriodDay), false)
+	_, err = s.PutBudget(ctx, accountBudget("bud_x", "nope", 7, agentkey.PeriodDay), false, testOp())
 	require.ErrorIs(t, err, agentkey.ErrNotFound)
-	org, err := s.PutBudget(ctx, accountBudget("bud_org", "org", 7, agentkey.PeriodDay), false)
+	org, err := s.PutBudget(ctx, accountBudget("bud_org", "org", 7, agentkey.PeriodDay), false, testOp())
 	require.NoError(t, err)
 	require.Equal(t, agentkey.OwnerAccount, org.OwnerKind)
 
 	// The same period replaces the limit and keeps the rest.
 	later := t0.Add(40 * 24 * time.Hour)
 	repl := budget("bud_new", "key_a", 20, agentkey.PeriodMonth, later)
-	got, err := s.PutBudget(ctx, repl, false)
+	got, err := s.PutBudget(ctx, repl, false, testOp())
 	require.NoError(t, err)
 	want := budget("bud_key_a", "key_a", 20, agentkey.PeriodMonth, t0)
 	want.Used = 4
@@ -280,7 +280,7 @@ func TestPutBudget(t *testing.T) {
 	// With replaceAnchor, the anchor comes from the budget given; the
 	// current window stays until the next reset.
 	repl.Unlimited = true
-	got, err = s.PutBudget(ctx, repl, true)
+	got, err = s.PutBudget(ctx, repl, true, testOp())
 	require.NoError(t, err)
 	want.Unlimited, want.Limit = true, 0
 	want.Anchor = repl.Anchor
@@ -299,27 +299,27 @@ func TestDeleteBudget(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
 	mustCreate(t, s, record("key_a", 10, agentkey.PeriodMonth))
-	_, err := s.PutBudget(ctx, budget("bud_day", "key_a", 7, agentkey.PeriodDay, t0), false)
+	_, err := s.PutBudget(ctx, budget("bud_day", "key_a", 7, agentkey.PeriodDay, t0), false, testOp())
 	require.NoError(t, err)
 	_, err = s.Charge(ctx, charge("key_a", 4, t0))
 	require.NoError(t, err)
 
 	meter := budget("bud_meter", "key_a", -1, agentkey.PeriodNone, t0)
 	meter.Limit = 0
-	require.ErrorIs(t, s.DeleteBudget(ctx, agentkey.KeyOwner("key_a"), agentkey.PeriodWeek, &meter),
+	require.ErrorIs(t, s.DeleteBudget(ctx, agentkey.KeyOwner("key_a"), agentkey.PeriodWeek, &meter, testOp()),
 		agentkey.ErrNotFound)
-	require.NoError(t, s.DeleteBudget(ctx, agentkey.KeyOwner("key_a"), agentkey.PeriodDay, &meter))
+	require.NoError(t, s.DeleteBudget(ctx, agentkey.KeyOwner("key_a"), agentkey.PeriodDay, &meter, testOp()))
 	bs, err := s.Budgets(ctx, agentkey.KeyOwner("key_a"))
 	require.NoError(t, err)
 	require.Equal(t, []string{"bud_key_a"}, budgetIDs(bs), "no meter while a budget is left")
 
-	require.NoError(t, s.DeleteBudget(ctx, agentkey.KeyOwner("key_a"), agentkey.PeriodMonth, &meter))
+	require.NoError(t, s.DeleteBudget(ctx, agentkey.KeyOwner("key_a"), agentkey.PeriodMonth, &meter, testOp()))
 	bs, err = s.Budgets(ctx, agentkey.KeyOwner("key_a"))
 	require.NoError(t, err)
 	require.Equal(t, []agentkey.Budget{meter}, bs)
 
 	// The ledger keeps the history of the removed budgets.
-	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{KeyID: "key_a"})
+	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: "key_a"})
 	require.NoError(t, err)
 	require.Equal(t, []string{"bud_day", "bud_key_a"},
 		[]string{entries[0].BudgetID, entries[1].BudgetID})
@@ -338,7 +338,7 @@ func TestAdjustFillsTheAccount(t *testing.T) {
 			Now: t0})
 		require.NoError(t, err)
 	}
-	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{})
+	entries, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds})
 	require.NoError(t, err)
 	require.Len(t, entries, 2)
 	require.Equal(t, "acct_1", entries[0].AccountID, "a key budget: the key's account")

@@ -177,12 +177,13 @@ func walkthrough(t *testing.T, db database) {
 		require.Zero(t, b.Held)
 	}
 
-	// The ledger as CSV: per budget, a charge, a hold, a release and a settle.
+	// The ledger as CSV: the key's budget set, then per budget a charge, a
+	// hold, a release and a settle.
 	r := c.call(http.StatusOK, "GET", url+"/admin/v1/ledger?format=csv&key_id="+key.ID, admin, nil)
 	require.Contains(t, r.header.Get("Content-Type"), "text/csv")
 	records, err := csv.NewReader(strings.NewReader(string(r.body))).ReadAll()
 	require.NoError(t, err)
-	require.Len(t, records, 1+2*4, "%s", r.body)
+	require.Len(t, records, 1+1+2*4, "%s", r.body)
 
 	// A key from the CLI works over HTTP at once; revoked from the CLI, it
 	// stops at once.

@@ -45,7 +45,7 @@ func testCharges(t *testing.T, h Harness) {
 		require.Equal(t, ck.Key.Budgets[0].ID, res.RefusedBy.ID)
 		require.EqualValues(t, 100, e.used(t, ck.Secret))
 
-		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{KeyID: ck.Key.ID})
+		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: ck.Key.ID})
 		require.NoError(t, err)
 		require.Len(t, entries, 1)
 	})
@@ -85,7 +85,7 @@ func testCharges(t *testing.T, h Harness) {
 		require.NoError(t, err)
 		require.Equal(t, agentkey.ReasonInvalidKey, res.Reason)
 
-		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{})
+		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds})
 		require.NoError(t, err)
 		require.Empty(t, entries)
 	})
@@ -117,7 +117,7 @@ func testCharges(t *testing.T, h Harness) {
 		require.NoError(t, err)
 		require.Equal(t, agentkey.ReasonInvalidKey, res.Reason)
 
-		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{KeyID: ck.Key.ID})
+		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: ck.Key.ID})
 		require.NoError(t, err)
 		require.Len(t, entries, 1, "a zero charge writes no entry")
 	})
@@ -283,7 +283,7 @@ func testCharges(t *testing.T, h Harness) {
 		_, err = e.svc.Adjust(e.ctx, "bud_unknown", agentkey.Cent, "")
 		require.ErrorIs(t, err, agentkey.ErrNotFound)
 
-		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{BudgetID: budgetID})
+		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, BudgetID: budgetID})
 		require.NoError(t, err)
 		require.Len(t, entries, 2)
 		require.Equal(t, agentkey.EntryAdjust, entries[1].Kind)

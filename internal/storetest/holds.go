@@ -80,7 +80,7 @@ func testHolds(t *testing.T, h Harness) {
 		require.NoError(t, err)
 		require.Equal(t, agentkey.Dollar, v.Key.Budgets[0].Used)
 
-		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{KeyID: ck.Key.ID})
+		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: ck.Key.ID})
 		require.NoError(t, err)
 		kinds := map[agentkey.EntryKind]agentkey.Money{}
 		for _, en := range entries {

@@ -130,7 +130,7 @@ func testKeys(t *testing.T, h Harness) {
 			_, err := e.svc.CreateKey(e.ctx, p)
 			require.ErrorIs(t, err, agentkey.ErrInvalidArgument, name)
 		}
-		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{})
+		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds})
 		require.NoError(t, err)
 		require.Empty(t, entries)
 		report, err := e.svc.Audit(e.ctx)

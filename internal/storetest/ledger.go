@@ -18,7 +18,7 @@ func testLedger(t *testing.T, h Harness) {
 			agentkey.WithMetadata(map[string]string{"request_id": "req-42", "model": "small"}))
 		require.NoError(t, err)
 
-		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{KeyID: ck.Key.ID})
+		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: ck.Key.ID})
 		require.NoError(t, err)
 		require.Len(t, entries, 1)
 		en := entries[0]
@@ -51,36 +51,36 @@ func testLedger(t *testing.T, h Harness) {
 			e.clock.Advance(time.Minute)
 		}
 
-		all, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{})
+		all, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds})
 		require.NoError(t, err)
 		require.Len(t, all, 10)
 		for i := 1; i < len(all); i++ {
 			require.Greater(t, all[i].ID, all[i-1].ID, "entries come in ascending id order")
 		}
 
-		byKey, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{KeyID: a.Key.ID})
+		byKey, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: a.Key.ID})
 		require.NoError(t, err)
 		require.Len(t, byKey, 5)
-		byAccount, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{AccountID: "acct_b"})
+		byAccount, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, AccountID: "acct_b"})
 		require.NoError(t, err)
 		require.Len(t, byAccount, 5)
 		for _, en := range byAccount {
 			require.Equal(t, b.Key.ID, en.KeyID)
 		}
-		byBudget, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{BudgetID: a.Key.Budgets[0].ID})
+		byBudget, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, BudgetID: a.Key.Budgets[0].ID})
 		require.NoError(t, err)
 		require.Len(t, byBudget, 5)
 
 		window, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{
-			Since: t0.Add(time.Minute), Until: t0.Add(3 * time.Minute),
+			Kinds: agentkey.MoneyKinds, Since: t0.Add(time.Minute), Until: t0.Add(3 * time.Minute),
 		})
 		require.NoError(t, err)
 		require.Len(t, window, 4, "since is inclusive, until exclusive")
 
-		page1, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Limit: 4})
+		page1, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, Limit: 4})
 		require.NoError(t, err)
 		require.Len(t, page1, 4)
-		page2, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Limit: 4, AfterID: page1[3].ID})
+		page2, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, Limit: 4, AfterID: page1[3].ID})
 		require.NoError(t, err)
 		require.Len(t, page2, 4)
 		require.Equal(t, all[4].ID, page2[0].ID)

@@ -36,7 +36,7 @@ func testPeriods(t *testing.T, h Harness) {
 		require.True(t, res.OK())
 		require.Equal(t, 30*agentkey.Cent, res.Key.Budgets[0].Used)
 
-		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{KeyID: ck.Key.ID})
+		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: ck.Key.ID})
 		require.NoError(t, err)
 		require.Len(t, entries, 3)
 		require.Equal(t, agentkey.EntryReset, entries[1].Kind)
@@ -61,7 +61,7 @@ func testPeriods(t *testing.T, h Harness) {
 		require.Equal(t, time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), b.PeriodStart)
 		require.Equal(t, time.Date(2026, 3, 9, 0, 0, 0, 0, time.UTC), b.ResetAt)
 
-		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{KeyID: ck.Key.ID, Limit: 100})
+		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: ck.Key.ID, Limit: 100})
 		require.NoError(t, err)
 		resets := 0
 		for _, en := range entries {
@@ -91,7 +91,7 @@ func testPeriods(t *testing.T, h Harness) {
 		}
 		wg.Wait()
 		require.Equal(t, 16*agentkey.Cent, e.used(t, ck.Secret))
-		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{KeyID: ck.Key.ID, Limit: 100})
+		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: ck.Key.ID, Limit: 100})
 		require.NoError(t, err)
 		resets := 0
 		for _, en := range entries {

@@ -57,7 +57,7 @@ func testTree(t *testing.T, h Harness) {
 		require.NoError(t, err)
 		require.Equal(t, 5*agentkey.Dollar, orgBudgets[0].Used, "a refused charge touches no budget")
 
-		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{AccountID: team.ID})
+		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, AccountID: team.ID})
 		require.NoError(t, err)
 		require.Len(t, entries, 3, "one entry per budget on the path")
 		e.requireCleanAudit(t)
@@ -257,7 +257,7 @@ func testTree(t *testing.T, h Harness) {
 		b, err := e.svc.Adjust(e.ctx, acct.Budgets[0].ID, 2*agentkey.Dollar, "support ticket 12")
 		require.NoError(t, err)
 		require.Equal(t, 2*agentkey.Dollar, b.Used)
-		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{AccountID: "org"})
+		entries, err := e.svc.Ledger(e.ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, AccountID: "org"})
 		require.NoError(t, err)
 		require.Len(t, entries, 1)
 		require.Equal(t, "support ticket 12", entries[0].Metadata["reason"])
