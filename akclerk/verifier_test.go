@@ -471,3 +471,36 @@ func TestVerification(t *testing.T) {
 	_, err = e.verifier.VerifyAPIKey(t.Context(), "ak_other")
 	require.NoError(t, err, "404 is a rejection, not a fault")
 }
+
+// TestHTTPClient checks that a configured HTTP client carries the SDK's calls.
+func TestHTTPClient(t *testing.T) {
+	t.Parallel()
+	emu := clerkemu.New("sk_test_instance")
+	t.Cleanup(emu.Close)
+	emu.AddAPIKey("ak_ok", clerkemu.APIKey{Subject: "user_1"})
+
+	transport := &countingTransport{next: &http.Transport{}}
+	t.Cleanup(transport.next.CloseIdleConnections)
+	v, err := akclerk.NewVerifier(akclerk.VerifierConfig{
+		APIURL: emu.URL(), SecretKey: "sk_test_instance",
+		HTTPClient: &http.Client{Transport: transport},
+	})
+	require.NoError(t, err)
+	t.Cleanup(v.Close)
+
+	res, err := v.VerifyAPIKey(t.Context(), "ak_ok")
+	require.NoError(t, err)
+	require.True(t, res.OK())
+	require.EqualValues(t, 1, transport.requests.Load())
+}
+
+// countingTransport counts the requests it carries.
+type countingTransport struct {
+	next     *http.Transport
+	requests atomic.Int32
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.requests.Add(1)
+	return c.next.RoundTrip(r)
+}
