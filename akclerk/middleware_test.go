@@ -156,6 +156,17 @@ var statusRows = []statusRow{
 		status: http.StatusInternalServerError, error: "auth_unavailable",
 	},
 	{
+		// A proxy's HTML page that echoes the secret: the fault is logged
+		// without it, and the response says nothing of it.
+		name: "ProxyPage502",
+		prepare: func(r *rowEnv) string {
+			r.e.emu.FailWithBody(http.StatusBadGateway, "text/html",
+				proxyPage(r.secret, r.e.emu.SecretKey()))
+			return r.secret
+		},
+		status: http.StatusInternalServerError, error: "auth_unavailable",
+	},
+	{
 		name: "ClerkDown",
 		prepare: func(r *rowEnv) string {
 			r.e.emu.Close() // connections to it are refused from now on

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/clerk/clerk-sdk-go/v2"
 	"github.com/clerk/clerk-sdk-go/v2/apikey"
@@ -418,7 +420,7 @@ func (v *Verifier) ask(ctx context.Context, kind credentialKind, credential stri
 	case rejected(err):
 		d = verdict{reason: agentkey.ReasonInvalidKey}
 	case err != nil:
-		return verdict{}, fmt.Errorf("verify %s with clerk: %w", kind, err)
+		return verdict{}, fmt.Errorf("verify %s with clerk: %w", kind, v.sdkError(err, credential))
 	case d.subject == "":
 		return verdict{}, fmt.Errorf("verify %s with clerk: answer has no subject", kind)
 	}
@@ -479,6 +481,78 @@ func rejected(err error) bool {
 	}
 	return apiErr.HTTPStatusCode == http.StatusNotFound ||
 		apiErr.HTTPStatusCode == http.StatusBadRequest
+}
+
+// maxErrorText bounds, in bytes, the text kept of an SDK error that is not
+// Clerk's error answer.
+const maxErrorText = 200
+
+// sdkError returns err, an error of the SDK's Verify, fit to be wrapped into
+// the verifier's error and logged.
+//
+// Clerk's error answer, a *clerk.APIErrorResponse, is returned as it is. But
+// an answer whose body is not Clerk's error JSON, such as the HTML page of a
+// proxy or load balancer in front of Clerk, comes back from the SDK as
+// errors.New(string(body)) (clerk-sdk-go, clerk.go, handleError): unbounded,
+// many lines long, and holding whatever the server echoed. So the text of
+// every other error is cut to one line of at most maxErrorText bytes, with
+// the credential and the secret keys blanked out in case a server echoed
+// them. An error whose text had to change keeps its chain for errors.Is and
+// errors.As, except the SDK's raw body, which has nothing else to keep.
+func (v *Verifier) sdkError(err error, credential string) error {
+	var apiErr *clerk.APIErrorResponse
+	if errors.As(err, &apiErr) {
+		return err
+	}
+
+	raw := err.Error()
+	text := raw
+	for _, secret := range []string{credential, v.cfg.SecretKey, v.cfg.MachineSecretKey} {
+		if secret != "" {
+			text = strings.ReplaceAll(text, secret, "[redacted]")
+		}
+	}
+	text = oneLine(text, maxErrorText)
+	switch {
+	case text == raw:
+		return err
+	case errors.Unwrap(err) == nil:
+		return &boundedError{text: "unexpected answer: " + text}
+	}
+	return &boundedError{text: text, err: err}
+}
+
+// boundedError is an SDK error with its text cut by sdkError.
+type boundedError struct {
+	text string
+	err  error // nil when only the text was worth keeping
+}
+
+func (e *boundedError) Error() string { return e.text }
+func (e *boundedError) Unwrap() error { return e.err }
+
+// oneLine returns s with every run of spaces and control characters made one
+// space, cut to at most n bytes on a character boundary, "..." marking a cut.
+func oneLine(s string, n int) string {
+	var b strings.Builder
+	space := false
+	for _, r := range s {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			space = true
+			continue
+		}
+		sep := ""
+		if space && b.Len() > 0 {
+			sep = " "
+		}
+		if b.Len()+len(sep)+utf8.RuneLen(r) > n {
+			return b.String() + "..."
+		}
+		b.WriteString(sep)
+		b.WriteRune(r)
+		space = false
+	}
+	return b.String()
 }
 
 // clerkID returns the id of a verified Clerk object, for logs.

@@ -472,6 +472,53 @@ func TestVerification(t *testing.T) {
 	require.NoError(t, err, "404 is a rejection, not a fault")
 }
 
+// TestAnswerNotFromClerk checks the error of an answer whose body is not
+// Clerk's error JSON, such as a proxy's HTML page: the SDK returns the raw
+// body as the error, which went unbounded and many lines long into errors and
+// error logs. Now it is cut to one short line, without any secret it echoes.
+func TestAnswerNotFromClerk(t *testing.T) {
+	t.Parallel()
+	for _, ct := range credentialTypes {
+		t.Run(ct.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, nil, akclerk.VerifierConfig{})
+			secret := newSecret()
+			ct.add(e.emu, secret, ct.subject(), "")
+			e.emu.FailWithBody(http.StatusBadGateway, "text/html", proxyPage(secret, e.emu.SecretKey()))
+
+			_, err := ct.verify(t.Context(), e.verifier, secret)
+			require.Error(t, err)
+			msg := err.Error()
+			require.Contains(t, msg, "502 Bad Gateway", "the start of the page is kept")
+			require.LessOrEqual(t, len(msg), 300, msg)
+			require.NotContains(t, msg, "\n")
+			require.NotContains(t, msg, "end of page", "the rest is dropped")
+			require.NotContains(t, msg, secret)
+			require.NotContains(t, msg, e.emu.SecretKey())
+
+			e.emu.FailWithBody(0, "", "")
+			verify, err := ct.verify(t.Context(), e.verifier, secret)
+			require.NoError(t, err)
+			require.Empty(t, verify, "the fault was not cached")
+		})
+	}
+}
+
+// proxyPage is a large HTML error page of a proxy in front of Clerk, which
+// echoes the request's credential and Authorization header early on.
+func proxyPage(echoed ...string) string {
+	var b strings.Builder
+	b.WriteString("<html>\r\n<head><title>502 Bad Gateway</title></head>\n<body>\n")
+	for _, s := range echoed {
+		b.WriteString("<p>" + s + "</p>\n")
+	}
+	for range 2000 {
+		b.WriteString("<p>upstream connect error or disconnect/reset before headers</p>\n")
+	}
+	b.WriteString("<p>end of page</p></body></html>\n")
+	return b.String()
+}
+
 // TestHTTPClient checks that a configured HTTP client carries the SDK's calls.
 func TestHTTPClient(t *testing.T) {
 	t.Parallel()

@@ -3,6 +3,7 @@ package clerkemu_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -474,6 +475,28 @@ func TestInjectedFaults(t *testing.T) {
 		requireAPIError(t, err, http.StatusServiceUnavailable, "service_unavailable")
 
 		e.emu.FailWith(0)
+		_, err = e.apiKeys.Verify(context.Background(), &apikey.VerifyParams{Secret: "ak_secret"})
+		require.NoError(t, err)
+	})
+
+	t.Run("FailWithBodyAnswersItAsItIs", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		e.emu.AddAPIKey("ak_secret", clerkemu.APIKey{Subject: "user_2abc"})
+		page := "<html><body><h1>502 Bad Gateway</h1></body></html>\n"
+
+		e.emu.FailWithBody(http.StatusBadGateway, "text/html", page)
+		_, err := e.apiKeys.Verify(context.Background(), &apikey.VerifyParams{Secret: "ak_secret"})
+		var apiErr *clerk.APIErrorResponse
+		require.False(t, errors.As(err, &apiErr), "not Clerk's error body: %v", err)
+		require.EqualError(t, err, page, "the SDK returns the raw body")
+
+		e.emu.FailWith(http.StatusServiceUnavailable) // replaces the body
+		_, err = e.apiKeys.Verify(context.Background(), &apikey.VerifyParams{Secret: "ak_secret"})
+		requireAPIError(t, err, http.StatusServiceUnavailable, "service_unavailable")
+
+		e.emu.FailWithBody(http.StatusBadGateway, "text/html", page)
+		e.emu.FailWithBody(0, "", "")
 		_, err = e.apiKeys.Verify(context.Background(), &apikey.VerifyParams{Secret: "ak_secret"})
 		require.NoError(t, err)
 	})
