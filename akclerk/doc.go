@@ -80,8 +80,9 @@
 //     secret) or PurgeSubject (by user_, org_ or mch_ id) to make a
 //     revocation take effect at once, for example from a Clerk webhook.
 //   - Rejections (unknown, revoked, expired) are reused for NegativeCacheTTL,
-//     5 seconds by default and never longer than CacheTTL. A revoked or
-//     expired answer is never cached as valid.
+//     5 seconds by default and never longer than CacheTTL, or not at all
+//     when it is negative (NoNegativeCache). A revoked or expired answer is
+//     never cached as valid.
 //   - Faults (Clerk 5xx or 429, timeouts, network errors) are never cached.
 //   - At most CacheSize valid credentials are kept, 10,000 by default, and
 //     a quarter as many rejections beside them, so that clients sending

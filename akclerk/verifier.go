@@ -35,6 +35,10 @@ const (
 	DefaultCacheSize = 10_000
 )
 
+// NoNegativeCache, as VerifierConfig.NegativeCacheTTL, turns off the caching
+// of rejections alone.
+const NoNegativeCache time.Duration = -1
+
 // clerkAPIVersionPath is the path of the Backend API's version that
 // clerk.APIURL ends in, added to a configured URL that has no path.
 const clerkAPIVersionPath = "v1"
@@ -89,6 +93,10 @@ type VerifierConfig struct {
 	// so that a key just created in Clerk works soon, while a client retrying
 	// a bad key in a loop costs one Clerk call per interval. Defaults to
 	// DefaultNegativeCacheTTL, 5s, or to CacheTTL when that is shorter.
+	//
+	// A negative value, such as NoNegativeCache, caches no rejection while
+	// valid answers are still cached: every request with a bad credential
+	// then costs a Clerk call and counts against Clerk's rate limit.
 	NegativeCacheTTL time.Duration
 
 	// CacheSize is the most valid credentials kept; beyond it the least
@@ -163,8 +171,6 @@ func (c VerifierConfig) validate() error {
 		return errors.New("config: Timeout must not be negative")
 	case c.CacheTTL < 0:
 		return errors.New("config: CacheTTL must not be negative")
-	case c.NegativeCacheTTL < 0:
-		return errors.New("config: NegativeCacheTTL must not be negative")
 	case c.NegativeCacheTTL > c.CacheTTL:
 		return fmt.Errorf("config: NegativeCacheTTL %s must not exceed CacheTTL %s",
 			c.NegativeCacheTTL, c.CacheTTL)
@@ -220,6 +226,9 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	v.m2mTokens = m2m_token.NewClient(backend(cfg.MachineSecretKey))
 
 	size, rejected := cfg.CacheSize, max(cfg.CacheSize/4, 1)
+	if cfg.NegativeCacheTTL < 0 {
+		rejected = 0
+	}
 	if cfg.DisableCache {
 		size, rejected = 0, 0
 	}

@@ -105,6 +105,23 @@ func testVerifierCache(t *testing.T, ct credentialType) {
 		verify(t, e, secret, "", 2)
 	})
 
+	t.Run("NoNegativeCache", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil, akclerk.VerifierConfig{NegativeCacheTTL: akclerk.NoNegativeCache})
+		unknown, revoked, valid := newSecret(), added(e), added(e)
+		ct.revoke(e.emu, revoked)
+		verify(t, e, unknown, agentkey.ReasonInvalidKey, 1)
+		verify(t, e, unknown, agentkey.ReasonInvalidKey, 2)
+		verify(t, e, revoked, agentkey.ReasonRevoked, 3)
+		verify(t, e, revoked, agentkey.ReasonRevoked, 4)
+
+		ct.add(e.emu, unknown, ct.subject(), "") // works at once once created
+		verify(t, e, unknown, "", 5)
+		verify(t, e, valid, "", 6)
+		verify(t, e, valid, "", 6) // valid answers are still cached
+		verify(t, e, unknown, "", 6)
+	})
+
 	t.Run("RevokedCachedAsNegative", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, nil, akclerk.VerifierConfig{})
@@ -354,8 +371,6 @@ func TestVerifierConfig(t *testing.T) {
 		{"OtherScheme", akclerk.VerifierConfig{SecretKey: "sk", APIURL: "ftp://x/v1"}, "APIURL"},
 		{"NegativeTimeout", akclerk.VerifierConfig{SecretKey: "sk", Timeout: -1}, "Timeout"},
 		{"NegativeTTL", akclerk.VerifierConfig{SecretKey: "sk", CacheTTL: -1}, "CacheTTL"},
-		{"NegativeNegativeTTL", akclerk.VerifierConfig{SecretKey: "sk", NegativeCacheTTL: -1},
-			"NegativeCacheTTL"},
 		{"NegativeSize", akclerk.VerifierConfig{SecretKey: "sk", CacheSize: -1}, "CacheSize"},
 		{"NegativeTTLAboveTTL", akclerk.VerifierConfig{SecretKey: "sk", CacheTTL: time.Second,
 			NegativeCacheTTL: 2 * time.Second}, "must not exceed CacheTTL"},
