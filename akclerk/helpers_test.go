@@ -51,9 +51,18 @@ type env struct {
 // nil sf, the env has no service.
 func newEnv(t testing.TB, sf *storeFactory, cfg akclerk.VerifierConfig) *env {
 	t.Helper()
+	return newEnvWrapped(t, sf, cfg, nil)
+}
+
+// newEnvWrapped is newEnv with the service's store passed through wrap, when
+// it is not nil, so that a test can inject faults into a real store.
+func newEnvWrapped(t testing.TB, sf *storeFactory, cfg akclerk.VerifierConfig,
+	wrap func(agentkey.Store) agentkey.Store,
+) *env {
+	t.Helper()
 	logger, logs := newTestLogger(t)
 	e := &env{
-		emu:    clerkemu.New("sk_test_" + randomHex(12)),
+		emu:      clerkemu.New("sk_test_" + randomHex(12)),
 		clock:  newClock(),
 		logger: logger,
 		logs:   logs,
@@ -70,6 +79,9 @@ func newEnv(t testing.TB, sf *storeFactory, cfg akclerk.VerifierConfig) *env {
 	if sf != nil {
 		var store agentkey.Store
 		store, e.breakStore = sf.Open(t)
+		if wrap != nil {
+			store = wrap(store)
+		}
 		svc, err := agentkey.New(store, agentkey.Config{Logger: logger})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = svc.Close(context.Background()) })
@@ -162,10 +174,11 @@ type credentialType struct {
 // gateOptions are the options both middlewares share, with OnFirstSeen
 // reduced to the verified subject and claims.
 type gateOptions struct {
-	scope       string
-	defaults    agentkey.SubjectParams
-	onFirstSeen func(subject string, claims json.RawMessage) agentkey.SubjectParams
-	estimate    func(*http.Request) (agentkey.Money, error)
+	scope            string
+	defaults         agentkey.SubjectParams
+	onFirstSeen      func(subject string, claims json.RawMessage) agentkey.SubjectParams
+	estimate         func(*http.Request) (agentkey.Money, error)
+	provisionTimeout time.Duration
 }
 
 var apiKeys = credentialType{
@@ -184,7 +197,7 @@ var apiKeys = credentialType{
 	middleware: func(e *env, o gateOptions) func(http.Handler) http.Handler {
 		opts := akclerk.APIKeyOptions{
 			Service: e.svc, Verifier: e.verifier, Scope: o.scope, Defaults: o.defaults,
-			Estimate: o.estimate, Logger: e.logger,
+			Estimate: o.estimate, ProvisionTimeout: o.provisionTimeout, Logger: e.logger,
 		}
 		if o.onFirstSeen != nil {
 			opts.OnFirstSeen = func(k *clerk.APIKey) agentkey.SubjectParams {
@@ -224,7 +237,7 @@ var m2mTokens = credentialType{
 	middleware: func(e *env, o gateOptions) func(http.Handler) http.Handler {
 		opts := akclerk.M2MOptions{
 			Service: e.svc, Verifier: e.verifier, Scope: o.scope, Defaults: o.defaults,
-			Estimate: o.estimate, Logger: e.logger,
+			Estimate: o.estimate, ProvisionTimeout: o.provisionTimeout, Logger: e.logger,
 		}
 		if o.onFirstSeen != nil {
 			opts.OnFirstSeen = func(tok *clerk.M2MToken) agentkey.SubjectParams {

@@ -563,9 +563,10 @@ func requireRefused(t *testing.T, rec *httptest.ResponseRecorder, reason agentke
 	require.Equal(t, reason, body.Reason)
 }
 
-// TestMiddlewarePanicsWithoutDependencies checks that a missing Service or
-// Verifier is caught when the middleware is built, not on the first request.
-func TestMiddlewarePanicsWithoutDependencies(t *testing.T) {
+// TestMiddlewarePanicsOnBadOptions checks that a missing Service or Verifier,
+// or a negative ProvisionTimeout, is caught when the middleware is built, not
+// on the first request.
+func TestMiddlewarePanicsOnBadOptions(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &storeFactories[0], akclerk.VerifierConfig{})
 	require.PanicsWithValue(t, "akclerk: APIKeyMiddleware: nil Service", func() {
@@ -573,6 +574,11 @@ func TestMiddlewarePanicsWithoutDependencies(t *testing.T) {
 	})
 	require.PanicsWithValue(t, "akclerk: M2MMiddleware: nil Verifier", func() {
 		akclerk.M2MMiddleware(akclerk.M2MOptions{Service: e.svc})
+	})
+	require.PanicsWithValue(t, "akclerk: APIKeyMiddleware: negative ProvisionTimeout", func() {
+		akclerk.APIKeyMiddleware(akclerk.APIKeyOptions{
+			Service: e.svc, Verifier: e.verifier, ProvisionTimeout: -time.Second,
+		})
 	})
 }
 
