@@ -35,15 +35,17 @@ var (
 	forEachStore   = testdb.ForEach
 )
 
-// env is one test's Clerk emulator, verifier, service and clock.
+// env is one test's Clerk emulator, verifier, service and clocks.
 type env struct {
 	emu        *clerkemu.Server
 	verifier   *akclerk.Verifier
 	svc        *agentkey.Service
 	breakStore func()
-	clock      *clock
-	logger     *slog.Logger
-	logs       *logBuffer
+	// clock is the verifier's clock, svcClock the service's: apart, so that
+	// a test can age the budget rows without ageing Clerk's answers.
+	clock, svcClock *clock
+	logger          *slog.Logger
+	logs            *logBuffer
 }
 
 // newEnv starts an emulator and a verifier pointed at it, configured by cfg
@@ -63,9 +65,10 @@ func newEnvWrapped(t testing.TB, sf *storeFactory, cfg akclerk.VerifierConfig,
 	logger, logs := newTestLogger(t)
 	e := &env{
 		emu:      clerkemu.New("sk_test_" + randomHex(12)),
-		clock:  newClock(),
-		logger: logger,
-		logs:   logs,
+		clock:    newClock(),
+		svcClock: newClock(),
+		logger:   logger,
+		logs:     logs,
 	}
 	t.Cleanup(e.emu.Close)
 
@@ -82,7 +85,7 @@ func newEnvWrapped(t testing.TB, sf *storeFactory, cfg akclerk.VerifierConfig,
 		if wrap != nil {
 			store = wrap(store)
 		}
-		svc, err := agentkey.New(store, agentkey.Config{Logger: logger})
+		svc, err := agentkey.New(store, agentkey.Config{Now: e.svcClock.Now, Logger: logger})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = svc.Close(context.Background()) })
 		e.svc = svc

@@ -2,6 +2,7 @@ package akclerk_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -137,4 +138,55 @@ func TestProvisionTimeout(t *testing.T) {
 			require.Len(t, subjectRows(t, e), 1)
 		})
 	}
+}
+
+// TestSubjectRowExpires checks that a subject's row past the expiry set by
+// ExpiresIn, from Defaults or OnFirstSeen, is refused with 401 invalid_key,
+// reason expired, while Clerk's answer that the credential is valid is still
+// cached: the refusal is the row's.
+func TestSubjectRowExpires(t *testing.T) {
+	t.Parallel()
+	const expiresIn = 30 * agentkey.Day
+	params := agentkey.SubjectParams{
+		Scopes: []string{"proxy.chat"}, Budgets: monthly(agentkey.Dollar), ExpiresIn: expiresIn,
+	}
+	froms := []struct {
+		name string
+		opts gateOptions
+	}{
+		{"Defaults", gateOptions{scope: "proxy.chat", defaults: params}},
+		{"OnFirstSeen", gateOptions{scope: "proxy.chat",
+			onFirstSeen: func(string, json.RawMessage) agentkey.SubjectParams { return params },
+		}},
+	}
+	forEachStore(t, func(t *testing.T, sf storeFactory) {
+		for _, from := range froms {
+			for _, ct := range credentialTypes {
+				t.Run(from.name+"/"+ct.name, func(t *testing.T) {
+					t.Parallel()
+					e := newEnv(t, &sf, akclerk.VerifierConfig{})
+					subject, secret := ct.subject(), newSecret()
+					ct.add(e.emu, secret, subject, "")
+					h := ct.middleware(e, from.opts)(handler(ct, 0))
+
+					start := e.svcClock.Now()
+					rec := serve(h, secret)
+					require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+					expiresAt := decode[admitted](t, rec).Key.ExpiresAt
+					require.WithinDuration(t, start.Add(expiresIn), expiresAt, time.Millisecond)
+
+					e.svcClock.Advance(expiresIn - time.Millisecond)
+					rec = serve(h, secret)
+					require.Equal(t, http.StatusOK, rec.Code, "not expired yet: %s", rec.Body.String())
+
+					e.svcClock.Advance(time.Millisecond)
+					requireRefused(t, serve(h, secret), agentkey.ReasonExpired)
+					reason, err := ct.verify(t.Context(), e.verifier, secret)
+					require.NoError(t, err)
+					require.Empty(t, reason, "Clerk's answer is still valid")
+					require.Equal(t, 1, e.emu.Calls(ct.path))
+				})
+			}
+		}
+	})
 }
