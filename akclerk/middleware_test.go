@@ -43,6 +43,8 @@ type statusRow struct {
 	status int
 	error  string
 	reason agentkey.Reason
+	// logged, for a fault, is what the error log must say of its cause.
+	logged string
 }
 
 var statusRows = []statusRow{
@@ -132,11 +134,13 @@ var statusRows = []statusRow{
 		name:    "Clerk500",
 		prepare: failWith(http.StatusInternalServerError),
 		status:  http.StatusInternalServerError, error: "auth_unavailable",
+		logged: "internal_clerk_error",
 	},
 	{
 		name:    "Clerk503",
 		prepare: failWith(http.StatusServiceUnavailable),
 		status:  http.StatusInternalServerError, error: "auth_unavailable",
+		logged: "service_unavailable",
 	},
 	{
 		name: "Clerk429",
@@ -145,8 +149,12 @@ var statusRows = []statusRow{
 			return r.secret
 		},
 		status: http.StatusInternalServerError, error: "auth_unavailable",
+		logged: "too_many_requests",
 	},
 	{
+		// Clerk never answers, and the request's context never ends: only the
+		// verifier's Timeout can end the call, so the request returning at
+		// all proves it. No elapsed time is measured: the machines are shared.
 		name:    "ClerkHangs",
 		timeout: 200 * time.Millisecond,
 		prepare: func(r *rowEnv) string {
@@ -154,6 +162,7 @@ var statusRows = []statusRow{
 			return r.secret
 		},
 		status: http.StatusInternalServerError, error: "auth_unavailable",
+		logged: "context deadline exceeded",
 	},
 	{
 		// A proxy's HTML page that echoes the secret: the fault is logged
@@ -165,6 +174,7 @@ var statusRows = []statusRow{
 			return r.secret
 		},
 		status: http.StatusInternalServerError, error: "auth_unavailable",
+		logged: "unexpected answer: <html>",
 	},
 	{
 		name: "ClerkDown",
@@ -173,6 +183,7 @@ var statusRows = []statusRow{
 			return r.secret
 		},
 		status: http.StatusInternalServerError, error: "auth_unavailable",
+		logged: "connection refused",
 	},
 	{
 		name: "StorageFault",
@@ -183,6 +194,7 @@ var statusRows = []statusRow{
 			return r.secret
 		},
 		status: http.StatusInternalServerError, error: "auth_unavailable",
+		logged: "validate subject",
 	},
 }
 
@@ -229,16 +241,12 @@ func testStatusRow(t *testing.T, sf storeFactory, ct credentialType, row statusR
 		credential = row.prepare(&rowEnv{t: t, e: e, ct: ct, h: h, secret: secret})
 	}
 
-	start := time.Now()
 	rec := serve(h, credential)
-	elapsed := time.Since(start)
-
 	require.Equal(t, row.status, rec.Code, rec.Body.String())
 	require.NotContains(t, rec.Body.String(), secret, "the secret is never answered")
 	require.NotContains(t, e.logs.String(), secret, "the secret is never logged")
-	if row.timeout > 0 {
-		require.GreaterOrEqual(t, elapsed, row.timeout)
-		require.Less(t, elapsed, row.timeout+2*time.Second, "refused within the timeout")
+	if row.logged != "" {
+		require.Contains(t, e.logs.String(), row.logged, "the fault's cause is logged")
 	}
 
 	if row.status == http.StatusOK {

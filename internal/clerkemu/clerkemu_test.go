@@ -531,27 +531,24 @@ func TestInjectedFaults(t *testing.T) {
 		require.NoError(t, err)
 	})
 
+	// No elapsed time is measured, the machines being shared: a latency of an
+	// hour makes a client with a short deadline give up, and a request
+	// answered at all after SetLatency(0) proves the delay is gone.
 	t.Run("LatencyDelaysResponses", func(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
 		e.emu.AddAPIKey("ak_secret", clerkemu.APIKey{Subject: "user_2abc"})
-		e.emu.SetLatency(200 * time.Millisecond)
+		e.emu.SetLatency(time.Hour)
 
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
 		_, err := e.apiKeys.Verify(ctx, &apikey.VerifyParams{Secret: "ak_secret"})
 		require.ErrorIs(t, err, context.DeadlineExceeded)
-
-		start := time.Now()
-		_, err = e.apiKeys.Verify(context.Background(), &apikey.VerifyParams{Secret: "ak_secret"})
-		require.NoError(t, err)
-		require.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond)
+		require.Equal(t, 1, e.emu.Calls("/v1/api_keys/verify"), "the request arrived")
 
 		e.emu.SetLatency(0)
-		start = time.Now()
 		_, err = e.apiKeys.Verify(context.Background(), &apikey.VerifyParams{Secret: "ak_secret"})
 		require.NoError(t, err)
-		require.Less(t, time.Since(start), 200*time.Millisecond)
 	})
 
 	t.Run("HangUntilClientGivesUp", func(t *testing.T) {
@@ -582,7 +579,7 @@ func TestInjectedFaults(t *testing.T) {
 			}()
 		}
 		require.Eventually(t, func() bool { return e.emu.Calls("/v1/api_keys/verify") == n },
-			2*time.Second, 5*time.Millisecond)
+			10*time.Second, 5*time.Millisecond) // a hang guard only
 
 		select {
 		case err := <-errs:
@@ -608,18 +605,9 @@ func TestInjectedFaults(t *testing.T) {
 			errs <- err
 		}()
 		require.Eventually(t, func() bool { return e.emu.Calls("/v1/api_keys/verify") == 1 },
-			2*time.Second, 5*time.Millisecond)
+			10*time.Second, 5*time.Millisecond) // a hang guard only
 
-		closed := make(chan struct{})
-		go func() {
-			e.emu.Close()
-			close(closed)
-		}()
-		select {
-		case <-closed:
-		case <-time.After(2 * time.Second):
-			t.Fatal("Close blocked on a hanging request")
-		}
+		e.emu.Close() // returns, although the request hangs
 		require.Error(t, <-errs)
 	})
 
@@ -634,11 +622,9 @@ func TestInjectedFaults(t *testing.T) {
 			errs <- err
 		}()
 		require.Eventually(t, func() bool { return e.emu.Calls("/v1/api_keys/verify") == 1 },
-			2*time.Second, 5*time.Millisecond)
+			10*time.Second, 5*time.Millisecond) // a hang guard only
 
-		start := time.Now()
-		e.emu.Close()
-		require.Less(t, time.Since(start), 2*time.Second)
+		e.emu.Close() // returns before the hour is up
 		require.Error(t, <-errs)
 	})
 }
