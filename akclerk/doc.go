@@ -12,6 +12,7 @@
 // Set CLERK_SECRET_KEY to your Clerk instance's secret key (and
 // CLERK_API_URL only to reach a server other than Clerk's own), then:
 //
+//	ctx := context.Background()
 //	verifier, err := akclerk.NewVerifier(akclerk.ConfigFromEnv(os.Getenv))
 //	if err != nil {
 //		log.Fatal(err)
