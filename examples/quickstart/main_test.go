@@ -22,7 +22,7 @@ func TestQuickstart(t *testing.T) {
 	dbPath := filepath.Join(t.TempDir(), "quickstart.db")
 	env := func(string) string { return "" }
 
-	// -new-key prints a key with a $10 monthly budget and exits.
+	// -new-key prints a key with a 10-cent monthly budget and exits.
 	var out bytes.Buffer
 	require.NoError(t, run(ctx, []string{"-db", dbPath, "-new-key", "0.10"}, &out, env))
 	secret := strings.TrimSpace(out.String())
