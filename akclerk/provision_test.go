@@ -84,9 +84,12 @@ func TestProvisionFault(t *testing.T) {
 				e, fs := newFaultyEnv(t, sf)
 				subject, secret := ct.subject(), newSecret()
 				ct.add(e.emu, secret, subject, "")
-				h := ct.middleware(e, gateOptions{scope: "proxy.chat", defaults: agentkey.SubjectParams{
-					Scopes: []string{"proxy.chat"}, Budgets: monthly(agentkey.Dollar),
-				}})(handler(ct, 0))
+				h := ct.middleware(e, gateOptions{
+					scope: "proxy.chat",
+					defaults: agentkey.SubjectParams{
+						Scopes: []string{"proxy.chat"}, Budgets: monthly(agentkey.Dollar),
+					},
+				})(handler(ct, 0))
 
 				fs.mode.Store(ensureFails)
 				for i := range 2 {
@@ -95,7 +98,8 @@ func TestProvisionFault(t *testing.T) {
 				}
 				require.Equal(t, 1, e.emu.Calls(ct.path), "Clerk's valid answer is cached")
 				require.Empty(t, subjectRows(t, e))
-				require.Contains(t, e.logs.String(), "connection reset by peer", "the fault is logged")
+				require.Contains(t, e.logs.String(), "connection reset by peer",
+					"the fault is logged")
 
 				fs.mode.Store(ensureWorks)
 				rec := serve(h, secret)
@@ -125,7 +129,8 @@ func TestProvisionTimeout(t *testing.T) {
 			e, fs := newFaultyEnv(t, storeFactories[0])
 			subject, secret := ct.subject(), newSecret()
 			ct.add(e.emu, secret, subject, "")
-			h := ct.middleware(e, gateOptions{provisionTimeout: 50 * time.Millisecond})(handler(ct, 0))
+			opts := gateOptions{provisionTimeout: 50 * time.Millisecond}
+			h := ct.middleware(e, opts)(handler(ct, 0))
 
 			fs.mode.Store(ensureHangs)
 			requireUnavailable(t, serve(h, secret))
@@ -177,7 +182,8 @@ func TestSubjectRowExpires(t *testing.T) {
 
 					e.svcClock.Advance(expiresIn - time.Millisecond)
 					rec = serve(h, secret)
-					require.Equal(t, http.StatusOK, rec.Code, "not expired yet: %s", rec.Body.String())
+					require.Equal(t, http.StatusOK, rec.Code, "not expired yet: %s",
+						rec.Body.String())
 
 					e.svcClock.Advance(time.Millisecond)
 					requireRefused(t, serve(h, secret), agentkey.ReasonExpired)

@@ -499,7 +499,8 @@ func TestAnswerNotFromClerk(t *testing.T) {
 			e := newEnv(t, nil, akclerk.VerifierConfig{})
 			secret := newSecret()
 			ct.add(e.emu, secret, ct.subject(), "")
-			e.emu.FailWithBody(http.StatusBadGateway, "text/html", proxyPage(secret, e.emu.SecretKey()))
+			page := proxyPage(secret, e.emu.SecretKey())
+			e.emu.FailWithBody(http.StatusBadGateway, "text/html", page)
 
 			_, err := ct.verify(t.Context(), e.verifier, secret)
 			require.Error(t, err)

@@ -177,8 +177,10 @@ func TestClientLeavingReleasesHold(t *testing.T) {
 	srv := httptest.NewServer(newHandler(svc, false))
 	t.Cleanup(srv.Close)
 
-	ck, err := svc.CreateKey(ctx, agentkey.CreateKeyParams{AccountID: "a", Scopes: []string{"proxy.chat"},
-		Budgets: []agentkey.BudgetSpec{{Limit: 10 * agentkey.Cent, Period: agentkey.PeriodMonth}}})
+	ck, err := svc.CreateKey(ctx, agentkey.CreateKeyParams{
+		AccountID: "a", Scopes: []string{"proxy.chat"},
+		Budgets: []agentkey.BudgetSpec{{Limit: 10 * agentkey.Cent, Period: agentkey.PeriodMonth}},
+	})
 	require.NoError(t, err)
 	budget := func() (agentkey.Budget, error) {
 		v, err := svc.ValidateByID(ctx, ck.Key.ID)
