@@ -507,7 +507,7 @@ const maxErrorText = 200
 // every other error is cut to one line of at most maxErrorText bytes, with
 // the credential and the secret keys blanked out in case a server echoed
 // them. An error whose text had to change keeps its chain for errors.Is and
-// errors.As, except the SDK's raw body, which has nothing else to keep.
+// errors.As, unless the chain holds a secret, or is only the SDK's raw body.
 func (v *Verifier) sdkError(err error, credential string) error {
 	var apiErr *clerk.APIErrorResponse
 	if errors.As(err, &apiErr) {
@@ -521,12 +521,15 @@ func (v *Verifier) sdkError(err error, credential string) error {
 			text = strings.ReplaceAll(text, secret, "[redacted]")
 		}
 	}
+	secretSeen := text != raw
 	text = oneLine(text, maxErrorText)
 	switch {
 	case text == raw:
 		return err
 	case errors.Unwrap(err) == nil:
 		return &boundedError{text: "unexpected answer: " + text}
+	case secretSeen:
+		return &boundedError{text: text}
 	}
 	return &boundedError{text: text, err: err}
 }

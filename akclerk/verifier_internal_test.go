@@ -50,6 +50,11 @@ func TestSDKError(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded, "the chain is kept")
 	require.LessOrEqual(t, len(err.Error()), maxErrorText+3)
 
+	echoed := fmt.Errorf("post: %s: %w", "secret", context.DeadlineExceeded)
+	err = v.sdkError(echoed, "secret")
+	require.Equal(t, "post: [redacted]: context deadline exceeded", err.Error())
+	require.Nil(t, errors.Unwrap(err), "a chain that holds a secret is not kept")
+
 	raw := errors.New("<html>\n<p>secret sk_test_instance</p>\n</html>")
 	err = v.sdkError(raw, "secret")
 	require.Equal(t, "unexpected answer: <html> <p>[redacted] [redacted]</p> </html>", err.Error())
