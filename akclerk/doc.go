@@ -9,12 +9,32 @@
 //
 // # Quick start
 //
-//	verifier, err := akclerk.NewVerifier(akclerk.VerifierConfig{
-//		SecretKey: os.Getenv("CLERK_SECRET_KEY"),
-//	})
-//	...
+// Set CLERK_SECRET_KEY to your Clerk instance's secret key (and
+// CLERK_API_URL only to reach a server other than Clerk's own), then:
+//
+//	ctx := context.Background()
+//	verifier, err := akclerk.NewVerifier(akclerk.ConfigFromEnv(os.Getenv))
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	defer verifier.Close()
+//
+//	store, err := akpostgres.Open(ctx, os.Getenv("DATABASE_URL"), akpostgres.Config{})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	defer store.Close()
+//	if err := store.Migrate(ctx); err != nil {
+//		log.Fatal(err)
+//	}
+//	svc, err := agentkey.New(store, agentkey.Config{})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	defer svc.Close(ctx)
+//
 //	protect := akclerk.APIKeyMiddleware(akclerk.APIKeyOptions{
-//		Service:  svc, // an *agentkey.Service on PostgreSQL or SQLite
+//		Service:  svc,
 //		Verifier: verifier,
 //		Scope:    "proxy.chat",
 //		// The row created the first time each customer is seen.
@@ -25,14 +45,24 @@
 //			},
 //		},
 //	})
+//	mux := http.NewServeMux()
 //	mux.Handle("POST /api/chat", protect(http.HandlerFunc(chat)))
 //
-// and in the handler, after the billable work:
+// and in chat, after the billable work:
+//
+//	res, err := agentkey.Charge(r.Context(), cost)
+//
+// or, as the reference's trackByApiKey does, by the key's subject:
 //
 //	key, _ := akclerk.APIKeyFromContext(r.Context())
 //	res, err := akclerk.TrackByAPIKey(r.Context(), svc, key.Subject, cost)
 //
-// (agentkey.Charge(r.Context(), cost) charges the same row.)
+// ConfigFromEnv reads both CLERK_SECRET_KEY and CLERK_API_URL; building a
+// VerifierConfig by hand, set APIURL too if your deployment sets
+// CLERK_API_URL. aksqlite.Open serves as well as akpostgres.Open for one
+// process. This is ExampleAPIKeyMiddleware; the package's other examples run
+// against an emulator of Clerk's Backend API that is internal to this module
+// and cannot be imported, so copy from this one.
 //
 // The customer calls your API with their Clerk API key in
 // "Authorization: Bearer <secret>". The middleware verifies it with Clerk,
@@ -80,8 +110,9 @@
 //     secret) or PurgeSubject (by user_, org_ or mch_ id) to make a
 //     revocation take effect at once, for example from a Clerk webhook.
 //   - Rejections (unknown, revoked, expired) are reused for NegativeCacheTTL,
-//     5 seconds by default and never longer than CacheTTL. A revoked or
-//     expired answer is never cached as valid.
+//     5 seconds by default and never longer than CacheTTL, or not at all
+//     when it is negative (NoNegativeCache). A revoked or expired answer is
+//     never cached as valid.
 //   - Faults (Clerk 5xx or 429, timeouts, network errors) are never cached.
 //   - At most CacheSize valid credentials are kept, 10,000 by default, and
 //     a quarter as many rejections beside them, so that clients sending
@@ -118,6 +149,9 @@
 // subject's budgets before the handler runs and refuses the request when it
 // does not fit; the handler settles the real cost with agentkey.Charge. A
 // hold the handler does not settle is released if it fails (status 400 or
-// more) and settled at the estimate otherwise. With holds, charge with
+// more) and settled at the estimate otherwise, so a handler that stops
+// because its client left, answering nothing, should give the hold back with
+// agentkey.Release, on a context without the request's cancellation
+// (context.WithoutCancel), as examples/clerk does. With holds, charge with
 // agentkey.Charge, not TrackByAPIKey, which would charge besides the hold.
 package akclerk

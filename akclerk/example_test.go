@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,13 +14,69 @@ import (
 
 	"github.com/agentkey-go/agentkey"
 	"github.com/agentkey-go/agentkey/akclerk"
+	"github.com/agentkey-go/agentkey/akpostgres"
 	"github.com/agentkey-go/agentkey/aksqlite"
 	"github.com/agentkey-go/agentkey/internal/clerkemu"
 )
 
+// The setup of a real service, as the package documentation shows it:
+// ConfigFromEnv reads CLERK_SECRET_KEY and CLERK_API_URL, the budgets live in
+// PostgreSQL, and each customer gets $50 a month the first time one of its
+// keys is seen. It talks to Clerk itself, so it is compiled but not run here;
+// the examples that run use an emulator of Clerk's Backend API instead.
+func ExampleAPIKeyMiddleware() {
+	ctx := context.Background()
+	verifier, err := akclerk.NewVerifier(akclerk.ConfigFromEnv(os.Getenv))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer verifier.Close()
+
+	store, err := akpostgres.Open(ctx, os.Getenv("DATABASE_URL"), akpostgres.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Migrate(ctx); err != nil {
+		log.Fatal(err)
+	}
+	svc, err := agentkey.New(store, agentkey.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer svc.Close(ctx)
+
+	protect := akclerk.APIKeyMiddleware(akclerk.APIKeyOptions{
+		Service:  svc,
+		Verifier: verifier,
+		Scope:    "proxy.chat",
+		// The row created the first time each customer is seen.
+		Defaults: agentkey.SubjectParams{
+			Scopes: []string{"proxy.chat"},
+			Budgets: []agentkey.BudgetSpec{
+				{Limit: 50 * agentkey.Dollar, Period: agentkey.PeriodMonth},
+			},
+		},
+	})
+	chat := func(w http.ResponseWriter, r *http.Request) {
+		cost := 2 * agentkey.Cent // after the billable work: what it cost
+		res, err := agentkey.Charge(r.Context(), cost)
+		if err != nil || !res.OK() {
+			http.Error(w, "not billed", http.StatusTooManyRequests)
+			return
+		}
+		fmt.Fprintln(w, "charged", res.Charged)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /api/chat", protect(http.HandlerFunc(chat)))
+	err = http.ListenAndServe(":8080", mux) // returns only on failure
+	log.Print(err)
+}
+
 // The quick start: customers call POST /api/chat with their Clerk API key;
 // each customer gets a monthly budget the first time it is seen, from a plan
-// tier in the key's claims, and is charged after each call.
+// tier in the key's claims, and is charged after each call. An emulator of
+// Clerk's Backend API, internal to this module, stands in for Clerk.
 func Example() {
 	ctx := context.Background()
 
@@ -32,9 +89,9 @@ func Example() {
 
 	svc, done := exampleService(ctx)
 	defer done()
+	// Against Clerk: akclerk.NewVerifier(akclerk.ConfigFromEnv(os.Getenv)).
 	verifier, err := akclerk.NewVerifier(akclerk.VerifierConfig{
-		SecretKey: emu.SecretKey(), // os.Getenv("CLERK_SECRET_KEY")
-		APIURL:    emu.URL(),       // empty for Clerk's own
+		SecretKey: emu.SecretKey(), APIURL: emu.URL(),
 	})
 	check(err)
 	defer verifier.Close()

@@ -35,15 +35,17 @@ var (
 	forEachStore   = testdb.ForEach
 )
 
-// env is one test's Clerk emulator, verifier, service and clock.
+// env is one test's Clerk emulator, verifier, service and clocks.
 type env struct {
 	emu        *clerkemu.Server
 	verifier   *akclerk.Verifier
 	svc        *agentkey.Service
 	breakStore func()
-	clock      *clock
-	logger     *slog.Logger
-	logs       *logBuffer
+	// clock is the verifier's clock, svcClock the service's: apart, so that
+	// a test can age the budget rows without ageing Clerk's answers.
+	clock, svcClock *clock
+	logger          *slog.Logger
+	logs            *logBuffer
 }
 
 // newEnv starts an emulator and a verifier pointed at it, configured by cfg
@@ -51,12 +53,22 @@ type env struct {
 // nil sf, the env has no service.
 func newEnv(t testing.TB, sf *storeFactory, cfg akclerk.VerifierConfig) *env {
 	t.Helper()
+	return newEnvWrapped(t, sf, cfg, nil)
+}
+
+// newEnvWrapped is newEnv with the service's store passed through wrap, when
+// it is not nil, so that a test can inject faults into a real store.
+func newEnvWrapped(t testing.TB, sf *storeFactory, cfg akclerk.VerifierConfig,
+	wrap func(agentkey.Store) agentkey.Store,
+) *env {
+	t.Helper()
 	logger, logs := newTestLogger(t)
 	e := &env{
-		emu:    clerkemu.New("sk_test_" + randomHex(12)),
-		clock:  newClock(),
-		logger: logger,
-		logs:   logs,
+		emu:      clerkemu.New("sk_test_" + randomHex(12)),
+		clock:    newClock(),
+		svcClock: newClock(),
+		logger:   logger,
+		logs:     logs,
 	}
 	t.Cleanup(e.emu.Close)
 
@@ -70,7 +82,10 @@ func newEnv(t testing.TB, sf *storeFactory, cfg akclerk.VerifierConfig) *env {
 	if sf != nil {
 		var store agentkey.Store
 		store, e.breakStore = sf.Open(t)
-		svc, err := agentkey.New(store, agentkey.Config{Logger: logger})
+		if wrap != nil {
+			store = wrap(store)
+		}
+		svc, err := agentkey.New(store, agentkey.Config{Now: e.svcClock.Now, Logger: logger})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = svc.Close(context.Background()) })
 		e.svc = svc
@@ -162,10 +177,11 @@ type credentialType struct {
 // gateOptions are the options both middlewares share, with OnFirstSeen
 // reduced to the verified subject and claims.
 type gateOptions struct {
-	scope       string
-	defaults    agentkey.SubjectParams
-	onFirstSeen func(subject string, claims json.RawMessage) agentkey.SubjectParams
-	estimate    func(*http.Request) (agentkey.Money, error)
+	scope            string
+	defaults         agentkey.SubjectParams
+	onFirstSeen      func(subject string, claims json.RawMessage) agentkey.SubjectParams
+	estimate         func(*http.Request) (agentkey.Money, error)
+	provisionTimeout time.Duration
 }
 
 var apiKeys = credentialType{
@@ -184,7 +200,7 @@ var apiKeys = credentialType{
 	middleware: func(e *env, o gateOptions) func(http.Handler) http.Handler {
 		opts := akclerk.APIKeyOptions{
 			Service: e.svc, Verifier: e.verifier, Scope: o.scope, Defaults: o.defaults,
-			Estimate: o.estimate, Logger: e.logger,
+			Estimate: o.estimate, ProvisionTimeout: o.provisionTimeout, Logger: e.logger,
 		}
 		if o.onFirstSeen != nil {
 			opts.OnFirstSeen = func(k *clerk.APIKey) agentkey.SubjectParams {
@@ -224,7 +240,7 @@ var m2mTokens = credentialType{
 	middleware: func(e *env, o gateOptions) func(http.Handler) http.Handler {
 		opts := akclerk.M2MOptions{
 			Service: e.svc, Verifier: e.verifier, Scope: o.scope, Defaults: o.defaults,
-			Estimate: o.estimate, Logger: e.logger,
+			Estimate: o.estimate, ProvisionTimeout: o.provisionTimeout, Logger: e.logger,
 		}
 		if o.onFirstSeen != nil {
 			opts.OnFirstSeen = func(tok *clerk.M2MToken) agentkey.SubjectParams {

@@ -20,11 +20,9 @@ const (
 	logErr     = "err"
 )
 
-// provisionTimeout bounds the creation of a subject's row. The creation serves
-// every request of a new subject that arrives meanwhile, so no single
-// request's cancellation may end it; the bound keeps a stuck database from
-// holding it forever.
-const provisionTimeout = 30 * time.Second
+// DefaultProvisionTimeout is the default of the middlewares'
+// ProvisionTimeout.
+const DefaultProvisionTimeout = 30 * time.Second
 
 // APIKeyOptions configure APIKeyMiddleware.
 type APIKeyOptions struct {
@@ -66,6 +64,15 @@ type APIKeyOptions struct {
 	// Defaults to the Service's Config.HoldTTL.
 	HoldTTL time.Duration
 
+	// ProvisionTimeout bounds the creation of a new subject's row, after
+	// which the requests waiting for it are refused with 500
+	// auth_unavailable. The creation serves every request of the subject that
+	// arrives meanwhile, so it does not end with the request that started it;
+	// this bound keeps a stuck database from holding it forever. Each request
+	// also stops waiting when its own context ends. Defaults to
+	// DefaultProvisionTimeout, 30s.
+	ProvisionTimeout time.Duration
+
 	// Logger receives the middleware's logs: faults at error level, Clerk's
 	// refusals at debug level, with Clerk ids and subjects, never secrets.
 	// Defaults to discarding them.
@@ -103,6 +110,11 @@ type M2MOptions struct {
 	// Defaults to the Service's Config.HoldTTL.
 	HoldTTL time.Duration
 
+	// ProvisionTimeout bounds the creation of a new machine's row, as
+	// APIKeyOptions.ProvisionTimeout does. Defaults to
+	// DefaultProvisionTimeout, 30s.
+	ProvisionTimeout time.Duration
+
 	// Logger receives the middleware's logs. Defaults to discarding them.
 	Logger *slog.Logger
 }
@@ -125,9 +137,11 @@ type M2MOptions struct {
 // fault of Clerk or of the store refuses the request with 500
 // auth_unavailable.
 //
-// It panics if opts.Service or opts.Verifier is nil.
+// It panics if opts.Service or opts.Verifier is nil, or opts.ProvisionTimeout
+// negative.
 func APIKeyMiddleware(opts APIKeyOptions) func(http.Handler) http.Handler {
 	g := newGate("APIKeyMiddleware", opts.Service, opts.Verifier, opts.Logger,
+		opts.ProvisionTimeout,
 		agentkey.MiddlewareOptions{Scope: opts.Scope, Estimate: opts.Estimate, HoldTTL: opts.HoldTTL})
 	g.kind, g.ctxKey = kindAPIKey, apiKeyContextKey{}
 	g.params = func(object any) agentkey.SubjectParams {
@@ -147,9 +161,11 @@ func APIKeyMiddleware(opts APIKeyOptions) func(http.Handler) http.Handler {
 // M2MTokenFromContext. It is for capping the cost of your own services,
 // where APIKeyMiddleware caps customers.
 //
-// It panics if opts.Service or opts.Verifier is nil.
+// It panics if opts.Service or opts.Verifier is nil, or opts.ProvisionTimeout
+// negative.
 func M2MMiddleware(opts M2MOptions) func(http.Handler) http.Handler {
 	g := newGate("M2MMiddleware", opts.Service, opts.Verifier, opts.Logger,
+		opts.ProvisionTimeout,
 		agentkey.MiddlewareOptions{Scope: opts.Scope, Estimate: opts.Estimate, HoldTTL: opts.HoldTTL})
 	g.kind, g.ctxKey = kindM2MToken, m2mTokenContextKey{}
 	g.params = func(object any) agentkey.SubjectParams {
@@ -163,10 +179,11 @@ func M2MMiddleware(opts M2MOptions) func(http.Handler) http.Handler {
 
 // gate is the flow both middlewares share.
 type gate struct {
-	svc      *agentkey.Service
-	verifier *Verifier
-	opts     agentkey.MiddlewareOptions
-	log      *slog.Logger
+	svc              *agentkey.Service
+	verifier         *Verifier
+	opts             agentkey.MiddlewareOptions
+	log              *slog.Logger
+	provisionTimeout time.Duration
 
 	kind   credentialKind
 	ctxKey any
@@ -177,18 +194,23 @@ type gate struct {
 }
 
 func newGate(name string, svc *agentkey.Service, v *Verifier, log *slog.Logger,
-	opts agentkey.MiddlewareOptions,
+	provisionTimeout time.Duration, opts agentkey.MiddlewareOptions,
 ) *gate {
-	if svc == nil {
+	switch {
+	case svc == nil:
 		panic("akclerk: " + name + ": nil Service")
-	}
-	if v == nil {
+	case v == nil:
 		panic("akclerk: " + name + ": nil Verifier")
+	case provisionTimeout < 0:
+		panic("akclerk: " + name + ": negative ProvisionTimeout")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &gate{svc: svc, verifier: v, opts: opts, log: log}
+	if provisionTimeout == 0 {
+		provisionTimeout = DefaultProvisionTimeout
+	}
+	return &gate{svc: svc, verifier: v, opts: opts, log: log, provisionTimeout: provisionTimeout}
 }
 
 func (g *gate) middleware(next http.Handler) http.Handler {
@@ -258,7 +280,7 @@ func (g *gate) provision(ctx context.Context, d verdict) error {
 	// in OnFirstSeen is recovered by net/http like any handler's.
 	p := g.params(d.object)
 	ch := g.provisions.DoChan(d.subject, func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), provisionTimeout)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.provisionTimeout)
 		defer cancel()
 		_, _, err := g.svc.EnsureSubject(ctx, d.subject, p)
 		return nil, err

@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,6 +42,8 @@ type statusRow struct {
 	status int
 	error  string
 	reason agentkey.Reason
+	// logged, for a fault, is what the error log must say of its cause.
+	logged string
 }
 
 var statusRows = []statusRow{
@@ -132,11 +133,13 @@ var statusRows = []statusRow{
 		name:    "Clerk500",
 		prepare: failWith(http.StatusInternalServerError),
 		status:  http.StatusInternalServerError, error: "auth_unavailable",
+		logged: "internal_clerk_error",
 	},
 	{
 		name:    "Clerk503",
 		prepare: failWith(http.StatusServiceUnavailable),
 		status:  http.StatusInternalServerError, error: "auth_unavailable",
+		logged: "service_unavailable",
 	},
 	{
 		name: "Clerk429",
@@ -145,8 +148,12 @@ var statusRows = []statusRow{
 			return r.secret
 		},
 		status: http.StatusInternalServerError, error: "auth_unavailable",
+		logged: "too_many_requests",
 	},
 	{
+		// Clerk never answers, and the request's context never ends: only the
+		// verifier's Timeout can end the call, so the request returning at
+		// all proves it. No elapsed time is measured: the machines are shared.
 		name:    "ClerkHangs",
 		timeout: 200 * time.Millisecond,
 		prepare: func(r *rowEnv) string {
@@ -154,6 +161,19 @@ var statusRows = []statusRow{
 			return r.secret
 		},
 		status: http.StatusInternalServerError, error: "auth_unavailable",
+		logged: "context deadline exceeded",
+	},
+	{
+		// A proxy's HTML page that echoes the secret: the fault is logged
+		// without it, and the response says nothing of it.
+		name: "ProxyPage502",
+		prepare: func(r *rowEnv) string {
+			r.e.emu.FailWithBody(http.StatusBadGateway, "text/html",
+				proxyPage(r.secret, r.e.emu.SecretKey()))
+			return r.secret
+		},
+		status: http.StatusInternalServerError, error: "auth_unavailable",
+		logged: "unexpected answer: <html>",
 	},
 	{
 		name: "ClerkDown",
@@ -162,6 +182,7 @@ var statusRows = []statusRow{
 			return r.secret
 		},
 		status: http.StatusInternalServerError, error: "auth_unavailable",
+		logged: "connection refused",
 	},
 	{
 		name: "StorageFault",
@@ -172,6 +193,7 @@ var statusRows = []statusRow{
 			return r.secret
 		},
 		status: http.StatusInternalServerError, error: "auth_unavailable",
+		logged: "validate subject",
 	},
 }
 
@@ -218,16 +240,12 @@ func testStatusRow(t *testing.T, sf storeFactory, ct credentialType, row statusR
 		credential = row.prepare(&rowEnv{t: t, e: e, ct: ct, h: h, secret: secret})
 	}
 
-	start := time.Now()
 	rec := serve(h, credential)
-	elapsed := time.Since(start)
-
 	require.Equal(t, row.status, rec.Code, rec.Body.String())
 	require.NotContains(t, rec.Body.String(), secret, "the secret is never answered")
 	require.NotContains(t, e.logs.String(), secret, "the secret is never logged")
-	if row.timeout > 0 {
-		require.GreaterOrEqual(t, elapsed, row.timeout)
-		require.Less(t, elapsed, row.timeout+2*time.Second, "refused within the timeout")
+	if row.logged != "" {
+		require.Contains(t, e.logs.String(), row.logged, "the fault's cause is logged")
 	}
 
 	if row.status == http.StatusOK {
@@ -363,154 +381,6 @@ func testFirstSeen(t *testing.T, sf storeFactory, ct credentialType) {
 	})
 }
 
-// TestConcurrentFirstRequests sends 100 concurrent first requests of one new
-// customer: one row is created, and with a budget of 10 cents and each
-// request charging a cent, exactly 10 cents are charged.
-func TestConcurrentFirstRequests(t *testing.T) {
-	t.Parallel()
-	const (
-		requests = 100
-		budget   = 10 * agentkey.Cent
-	)
-	forEachStore(t, func(t *testing.T, sf storeFactory) {
-		for _, ct := range credentialTypes {
-			t.Run(ct.name, func(t *testing.T) {
-				t.Parallel()
-				e := newEnv(t, &sf, akclerk.VerifierConfig{})
-				subject, secret := ct.subject(), newSecret()
-				ct.add(e.emu, secret, subject, "")
-				h := ct.middleware(e, gateOptions{defaults: agentkey.SubjectParams{
-					Budgets: monthly(budget),
-				}})(handler(ct, agentkey.Cent))
-
-				var (
-					wg    sync.WaitGroup
-					mu    sync.Mutex
-					codes = map[int]int{}
-				)
-				for range requests {
-					wg.Go(func() {
-						rec := serve(h, secret)
-						mu.Lock()
-						codes[rec.Code]++
-						mu.Unlock()
-					})
-				}
-				wg.Wait()
-
-				require.Equal(t, int(budget/agentkey.Cent), codes[http.StatusOK], "codes %v", codes)
-				require.Equal(t, requests-codes[http.StatusOK], codes[http.StatusTooManyRequests],
-					"codes %v", codes)
-				require.Equal(t, 1, e.emu.Calls(ct.path), "one Clerk call for the new key")
-
-				report, err := e.svc.Audit(t.Context())
-				require.NoError(t, err)
-				require.Equal(t, 1, report.Budgets, "one row, with one budget")
-				require.Empty(t, report.Drifts)
-
-				v, err := e.svc.ValidateBySubject(t.Context(), subject)
-				require.NoError(t, err)
-				require.Equal(t, budget, v.Key.Budgets[0].Used, "never more than the budget")
-			})
-		}
-	})
-}
-
-// TestConcurrentRequestsOneClerkCall checks that 1,000 concurrent requests
-// through the middleware, carrying one key Clerk has not been asked about
-// yet, make one Clerk call between them. Clerk answers slowly, so that the
-// requests overlap while the call is in flight.
-func TestConcurrentRequestsOneClerkCall(t *testing.T) {
-	t.Parallel()
-	const requests = 1000
-	forEachStore(t, func(t *testing.T, sf storeFactory) {
-		for _, ct := range credentialTypes {
-			t.Run(ct.name, func(t *testing.T) {
-				t.Parallel()
-				e := newEnv(t, &sf, akclerk.VerifierConfig{})
-				secret := newSecret()
-				ct.add(e.emu, secret, ct.subject(), "")
-				e.emu.SetLatency(50 * time.Millisecond)
-				h := ct.middleware(e, gateOptions{})(handler(ct, 0))
-
-				var ok atomic.Int64
-				var wg sync.WaitGroup
-				for range requests {
-					wg.Go(func() {
-						if serve(h, secret).Code == http.StatusOK {
-							ok.Add(1)
-						}
-					})
-				}
-				wg.Wait()
-
-				require.EqualValues(t, requests, ok.Load(), "every request admitted")
-				require.Equal(t, 1, e.emu.Calls(ct.path), "one Clerk call for all of them")
-			})
-		}
-	})
-}
-
-// TestConcurrentFirstRequestsWithEstimate is TestConcurrentFirstRequests
-// with the middleware holding each request's estimate: the work itself never
-// runs past the budget, not only the charges.
-func TestConcurrentFirstRequestsWithEstimate(t *testing.T) {
-	t.Parallel()
-	const (
-		requests = 100
-		budget   = 10 * agentkey.Cent
-	)
-	forEachStore(t, func(t *testing.T, sf storeFactory) {
-		for _, ct := range credentialTypes {
-			t.Run(ct.name, func(t *testing.T) {
-				t.Parallel()
-				e := newEnv(t, &sf, akclerk.VerifierConfig{})
-				subject, secret := ct.subject(), newSecret()
-				ct.add(e.emu, secret, subject, "")
-				var worked atomic.Int32
-				work := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					worked.Add(1)
-					handler(ct, agentkey.Cent).ServeHTTP(w, r)
-				})
-				h := ct.middleware(e, gateOptions{
-					defaults: agentkey.SubjectParams{Budgets: monthly(budget)},
-					estimate: agentkey.FixedEstimate(agentkey.Cent),
-				})(work)
-
-				var (
-					wg    sync.WaitGroup
-					mu    sync.Mutex
-					codes = map[int]int{}
-				)
-				for range requests {
-					wg.Go(func() {
-						rec := serve(h, secret)
-						mu.Lock()
-						codes[rec.Code]++
-						mu.Unlock()
-					})
-				}
-				wg.Wait()
-
-				require.Equal(t, int32(budget/agentkey.Cent), worked.Load(),
-					"work runs only for held requests; codes %v", codes)
-				require.Equal(t, int(budget/agentkey.Cent), codes[http.StatusOK], "codes %v", codes)
-				require.Equal(t, requests-codes[http.StatusOK], codes[http.StatusTooManyRequests])
-				require.Equal(t, 1, e.emu.Calls(ct.path), "one Clerk call for the new key")
-
-				v, err := e.svc.ValidateBySubject(t.Context(), subject)
-				require.NoError(t, err)
-				require.Equal(t, budget, v.Key.Budgets[0].Used)
-				require.Zero(t, v.Key.Budgets[0].Held, "every hold settled")
-				report, err := e.svc.Audit(t.Context())
-				require.NoError(t, err)
-				require.Equal(t, 1, report.Budgets)
-				require.Empty(t, report.Drifts)
-			})
-		}
-	})
-}
-
 // TestRevocationInClerk checks that a revocation made in Clerk is honoured
 // once the cache's TTL has passed and not before, and at once after Purge.
 func TestRevocationInClerk(t *testing.T) {
@@ -552,9 +422,10 @@ func requireRefused(t *testing.T, rec *httptest.ResponseRecorder, reason agentke
 	require.Equal(t, reason, body.Reason)
 }
 
-// TestMiddlewarePanicsWithoutDependencies checks that a missing Service or
-// Verifier is caught when the middleware is built, not on the first request.
-func TestMiddlewarePanicsWithoutDependencies(t *testing.T) {
+// TestMiddlewarePanicsOnBadOptions checks that a missing Service or Verifier,
+// or a negative ProvisionTimeout, is caught when the middleware is built, not
+// on the first request.
+func TestMiddlewarePanicsOnBadOptions(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &storeFactories[0], akclerk.VerifierConfig{})
 	require.PanicsWithValue(t, "akclerk: APIKeyMiddleware: nil Service", func() {
@@ -562,6 +433,11 @@ func TestMiddlewarePanicsWithoutDependencies(t *testing.T) {
 	})
 	require.PanicsWithValue(t, "akclerk: M2MMiddleware: nil Verifier", func() {
 		akclerk.M2MMiddleware(akclerk.M2MOptions{Service: e.svc})
+	})
+	require.PanicsWithValue(t, "akclerk: APIKeyMiddleware: negative ProvisionTimeout", func() {
+		akclerk.APIKeyMiddleware(akclerk.APIKeyOptions{
+			Service: e.svc, Verifier: e.verifier, ProvisionTimeout: -time.Second,
+		})
 	})
 }
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/clerk/clerk-sdk-go/v2"
 	"github.com/clerk/clerk-sdk-go/v2/apikey"
@@ -32,6 +34,10 @@ const (
 	// DefaultCacheSize is the most credentials the cache keeps.
 	DefaultCacheSize = 10_000
 )
+
+// NoNegativeCache, as VerifierConfig.NegativeCacheTTL, turns off the caching
+// of rejections alone.
+const NoNegativeCache time.Duration = -1
 
 // clerkAPIVersionPath is the path of the Backend API's version that
 // clerk.APIURL ends in, added to a configured URL that has no path.
@@ -64,8 +70,11 @@ type VerifierConfig struct {
 	// would reach an unknown route, whose 404 reads as an unknown key.
 	APIURL string
 
-	// HTTPClient makes the calls to Clerk. Defaults to a client of the
-	// verifier's own, whose idle connections Close releases.
+	// HTTPClient carries the SDK's calls to Clerk; it is passed to the SDK as
+	// clerk.BackendConfig.HTTPClient. Defaults to a client of the verifier's
+	// own, which keeps up to 32 idle connections to Clerk where Go's default
+	// keeps 2, is bounded by Timeout alone, and whose idle connections Close
+	// releases.
 	HTTPClient *http.Client
 
 	// Timeout bounds each call to Clerk; a call that takes longer is a fault,
@@ -84,6 +93,10 @@ type VerifierConfig struct {
 	// so that a key just created in Clerk works soon, while a client retrying
 	// a bad key in a loop costs one Clerk call per interval. Defaults to
 	// DefaultNegativeCacheTTL, 5s, or to CacheTTL when that is shorter.
+	//
+	// A negative value, such as NoNegativeCache, caches no rejection while
+	// valid answers are still cached: every request with a bad credential
+	// then costs a Clerk call and counts against Clerk's rate limit.
 	NegativeCacheTTL time.Duration
 
 	// CacheSize is the most valid credentials kept; beyond it the least
@@ -158,8 +171,6 @@ func (c VerifierConfig) validate() error {
 		return errors.New("config: Timeout must not be negative")
 	case c.CacheTTL < 0:
 		return errors.New("config: CacheTTL must not be negative")
-	case c.NegativeCacheTTL < 0:
-		return errors.New("config: NegativeCacheTTL must not be negative")
 	case c.NegativeCacheTTL > c.CacheTTL:
 		return fmt.Errorf("config: NegativeCacheTTL %s must not exceed CacheTTL %s",
 			c.NegativeCacheTTL, c.CacheTTL)
@@ -215,6 +226,9 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	v.m2mTokens = m2m_token.NewClient(backend(cfg.MachineSecretKey))
 
 	size, rejected := cfg.CacheSize, max(cfg.CacheSize/4, 1)
+	if cfg.NegativeCacheTTL < 0 {
+		rejected = 0
+	}
 	if cfg.DisableCache {
 		size, rejected = 0, 0
 	}
@@ -222,9 +236,23 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	return v, nil
 }
 
-// newHTTPClient returns a client with a transport of its own, which keeps more
-// idle connections to one host than http.DefaultTransport's two, since every
-// call of a verifier goes to one host.
+// newHTTPClient returns the client the SDK's backend makes its calls with
+// when the config gives none. The requests, their parameters and the errors
+// stay the SDK's; only the connections are ours, for two reasons.
+//
+// Keep-alive under load: every call of a verifier goes to one host, and
+// http.DefaultTransport, which the SDK's default client uses, keeps at most 2
+// idle connections per host (net/http's DefaultMaxIdleConnsPerHost). When
+// more verifications than that are in flight, as when many new customers
+// arrive at once, each further call would open a connection, with a TLS
+// handshake to api.clerk.com, and close it afterwards. Clerk's production
+// rate limit, 100 calls a second at tens of milliseconds each, keeps a few
+// connections busy; 32 leave room for bursts.
+//
+// One timeout: the SDK's default client (clerk.go, defaultHTTPClient) cuts
+// every call at 5 seconds, which would silently cap a longer
+// VerifierConfig.Timeout. This client has none; Timeout, applied to each
+// call's context, is the only bound.
 func newHTTPClient() (*http.Client, *http.Transport) {
 	t, ok := http.DefaultTransport.(*http.Transport)
 	if !ok {
@@ -401,7 +429,7 @@ func (v *Verifier) ask(ctx context.Context, kind credentialKind, credential stri
 	case rejected(err):
 		d = verdict{reason: agentkey.ReasonInvalidKey}
 	case err != nil:
-		return verdict{}, fmt.Errorf("verify %s with clerk: %w", kind, err)
+		return verdict{}, fmt.Errorf("verify %s with clerk: %w", kind, v.sdkError(err, credential))
 	case d.subject == "":
 		return verdict{}, fmt.Errorf("verify %s with clerk: answer has no subject", kind)
 	}
@@ -462,6 +490,81 @@ func rejected(err error) bool {
 	}
 	return apiErr.HTTPStatusCode == http.StatusNotFound ||
 		apiErr.HTTPStatusCode == http.StatusBadRequest
+}
+
+// maxErrorText bounds, in bytes, the text kept of an SDK error that is not
+// Clerk's error answer.
+const maxErrorText = 200
+
+// sdkError returns err, an error of the SDK's Verify, fit to be wrapped into
+// the verifier's error and logged.
+//
+// Clerk's error answer, a *clerk.APIErrorResponse, is returned as it is. But
+// an answer whose body is not Clerk's error JSON, such as the HTML page of a
+// proxy or load balancer in front of Clerk, comes back from the SDK as
+// errors.New(string(body)) (clerk-sdk-go, clerk.go, handleError): unbounded,
+// many lines long, and holding whatever the server echoed. So the text of
+// every other error is cut to one line of at most maxErrorText bytes, with
+// the credential and the secret keys blanked out in case a server echoed
+// them. An error whose text had to change keeps its chain for errors.Is and
+// errors.As, unless the chain holds a secret, or is only the SDK's raw body.
+func (v *Verifier) sdkError(err error, credential string) error {
+	var apiErr *clerk.APIErrorResponse
+	if errors.As(err, &apiErr) {
+		return err
+	}
+
+	raw := err.Error()
+	text := raw
+	for _, secret := range []string{credential, v.cfg.SecretKey, v.cfg.MachineSecretKey} {
+		if secret != "" {
+			text = strings.ReplaceAll(text, secret, "[redacted]")
+		}
+	}
+	secretSeen := text != raw
+	text = oneLine(text, maxErrorText)
+	switch {
+	case text == raw:
+		return err
+	case errors.Unwrap(err) == nil:
+		return &boundedError{text: "unexpected answer: " + text}
+	case secretSeen:
+		return &boundedError{text: text}
+	}
+	return &boundedError{text: text, err: err}
+}
+
+// boundedError is an SDK error with its text cut by sdkError.
+type boundedError struct {
+	text string
+	err  error // nil when only the text was worth keeping
+}
+
+func (e *boundedError) Error() string { return e.text }
+func (e *boundedError) Unwrap() error { return e.err }
+
+// oneLine returns s with every run of spaces and control characters made one
+// space, cut to at most n bytes on a character boundary, "..." marking a cut.
+func oneLine(s string, n int) string {
+	var b strings.Builder
+	space := false
+	for _, r := range s {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			space = true
+			continue
+		}
+		sep := ""
+		if space && b.Len() > 0 {
+			sep = " "
+		}
+		if b.Len()+len(sep)+utf8.RuneLen(r) > n {
+			return b.String() + "..."
+		}
+		b.WriteString(sep)
+		b.WriteRune(r)
+		space = false
+	}
+	return b.String()
 }
 
 // clerkID returns the id of a verified Clerk object, for logs.

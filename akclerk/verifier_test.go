@@ -105,6 +105,23 @@ func testVerifierCache(t *testing.T, ct credentialType) {
 		verify(t, e, secret, "", 2)
 	})
 
+	t.Run("NoNegativeCache", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, nil, akclerk.VerifierConfig{NegativeCacheTTL: akclerk.NoNegativeCache})
+		unknown, revoked, valid := newSecret(), added(e), added(e)
+		ct.revoke(e.emu, revoked)
+		verify(t, e, unknown, agentkey.ReasonInvalidKey, 1)
+		verify(t, e, unknown, agentkey.ReasonInvalidKey, 2)
+		verify(t, e, revoked, agentkey.ReasonRevoked, 3)
+		verify(t, e, revoked, agentkey.ReasonRevoked, 4)
+
+		ct.add(e.emu, unknown, ct.subject(), "") // works at once once created
+		verify(t, e, unknown, "", 5)
+		verify(t, e, valid, "", 6)
+		verify(t, e, valid, "", 6) // valid answers are still cached
+		verify(t, e, unknown, "", 6)
+	})
+
 	t.Run("RevokedCachedAsNegative", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, nil, akclerk.VerifierConfig{})
@@ -193,7 +210,7 @@ func testVerifierCache(t *testing.T, ct credentialType) {
 			done <- err
 		}()
 		require.Eventually(t, func() bool { return e.emu.Calls(ct.path) == 1 },
-			time.Second, time.Millisecond)
+			10*time.Second, time.Millisecond) // a hang guard only
 		e.verifier.Purge(secret)
 		require.NoError(t, <-done)
 
@@ -215,7 +232,7 @@ func testVerifierCache(t *testing.T, ct credentialType) {
 			done <- err
 		}()
 		require.Eventually(t, func() bool { return e.emu.Calls(ct.path) == 1 },
-			time.Second, time.Millisecond)
+			10*time.Second, time.Millisecond) // a hang guard only
 		e.verifier.PurgeSubject("user_nobody") // any purge starts a new generation
 		verify(t, e, secret, "", 2)
 		require.NoError(t, <-done)
@@ -323,7 +340,7 @@ func testVerifierCache(t *testing.T, ct credentialType) {
 			require.ErrorIs(t, err, context.DeadlineExceeded)
 		})
 		require.Eventually(t, func() bool { return e.emu.Calls(ct.path) == 1 },
-			time.Second, time.Millisecond)
+			10*time.Second, time.Millisecond) // a hang guard only
 		verify(t, e, secret, "", 1) // joins the call the first caller left
 		wg.Wait()
 	})
@@ -354,8 +371,6 @@ func TestVerifierConfig(t *testing.T) {
 		{"OtherScheme", akclerk.VerifierConfig{SecretKey: "sk", APIURL: "ftp://x/v1"}, "APIURL"},
 		{"NegativeTimeout", akclerk.VerifierConfig{SecretKey: "sk", Timeout: -1}, "Timeout"},
 		{"NegativeTTL", akclerk.VerifierConfig{SecretKey: "sk", CacheTTL: -1}, "CacheTTL"},
-		{"NegativeNegativeTTL", akclerk.VerifierConfig{SecretKey: "sk", NegativeCacheTTL: -1},
-			"NegativeCacheTTL"},
 		{"NegativeSize", akclerk.VerifierConfig{SecretKey: "sk", CacheSize: -1}, "CacheSize"},
 		{"NegativeTTLAboveTTL", akclerk.VerifierConfig{SecretKey: "sk", CacheTTL: time.Second,
 			NegativeCacheTTL: 2 * time.Second}, "must not exceed CacheTTL"},
@@ -470,4 +485,85 @@ func TestVerification(t *testing.T) {
 	e.emu.FailWith(http.StatusNotFound)
 	_, err = e.verifier.VerifyAPIKey(t.Context(), "ak_other")
 	require.NoError(t, err, "404 is a rejection, not a fault")
+}
+
+// TestAnswerNotFromClerk checks the error of an answer whose body is not
+// Clerk's error JSON, such as a proxy's HTML page: the SDK returns the raw
+// body as the error, which went unbounded and many lines long into errors and
+// error logs. Now it is cut to one short line, without any secret it echoes.
+func TestAnswerNotFromClerk(t *testing.T) {
+	t.Parallel()
+	for _, ct := range credentialTypes {
+		t.Run(ct.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, nil, akclerk.VerifierConfig{})
+			secret := newSecret()
+			ct.add(e.emu, secret, ct.subject(), "")
+			page := proxyPage(secret, e.emu.SecretKey())
+			e.emu.FailWithBody(http.StatusBadGateway, "text/html", page)
+
+			_, err := ct.verify(t.Context(), e.verifier, secret)
+			require.Error(t, err)
+			msg := err.Error()
+			require.Contains(t, msg, "502 Bad Gateway", "the start of the page is kept")
+			require.LessOrEqual(t, len(msg), 300, msg)
+			require.NotContains(t, msg, "\n")
+			require.NotContains(t, msg, "end of page", "the rest is dropped")
+			require.NotContains(t, msg, secret)
+			require.NotContains(t, msg, e.emu.SecretKey())
+
+			e.emu.FailWithBody(0, "", "")
+			verify, err := ct.verify(t.Context(), e.verifier, secret)
+			require.NoError(t, err)
+			require.Empty(t, verify, "the fault was not cached")
+		})
+	}
+}
+
+// proxyPage is a large HTML error page of a proxy in front of Clerk, which
+// echoes the request's credential and Authorization header early on.
+func proxyPage(echoed ...string) string {
+	var b strings.Builder
+	b.WriteString("<html>\r\n<head><title>502 Bad Gateway</title></head>\n<body>\n")
+	for _, s := range echoed {
+		b.WriteString("<p>" + s + "</p>\n")
+	}
+	for range 2000 {
+		b.WriteString("<p>upstream connect error or disconnect/reset before headers</p>\n")
+	}
+	b.WriteString("<p>end of page</p></body></html>\n")
+	return b.String()
+}
+
+// TestHTTPClient checks that a configured HTTP client carries the SDK's calls.
+func TestHTTPClient(t *testing.T) {
+	t.Parallel()
+	emu := clerkemu.New("sk_test_instance")
+	t.Cleanup(emu.Close)
+	emu.AddAPIKey("ak_ok", clerkemu.APIKey{Subject: "user_1"})
+
+	transport := &countingTransport{next: &http.Transport{}}
+	t.Cleanup(transport.next.CloseIdleConnections)
+	v, err := akclerk.NewVerifier(akclerk.VerifierConfig{
+		APIURL: emu.URL(), SecretKey: "sk_test_instance",
+		HTTPClient: &http.Client{Transport: transport},
+	})
+	require.NoError(t, err)
+	t.Cleanup(v.Close)
+
+	res, err := v.VerifyAPIKey(t.Context(), "ak_ok")
+	require.NoError(t, err)
+	require.True(t, res.OK())
+	require.EqualValues(t, 1, transport.requests.Load())
+}
+
+// countingTransport counts the requests it carries.
+type countingTransport struct {
+	next     *http.Transport
+	requests atomic.Int32
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.requests.Add(1)
+	return c.next.RoundTrip(r)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,7 +71,12 @@ func chat(svc *agentkey.Service, chargeAfter bool) http.Handler {
 		select {
 		case <-time.After(work):
 		case <-r.Context().Done():
-			return // the client left before the work was done; nothing to bill
+			// The client left before the work was done: nothing to bill. Give the
+			// hold back, if the middleware made one: left open, it would be settled
+			// at the whole estimate, since the handler answered no error. The
+			// request's context is cancelled, so the release runs without that.
+			_, _ = agentkey.Release(context.WithoutCancel(r.Context()))
+			return
 		}
 
 		var res agentkey.ChargeResult

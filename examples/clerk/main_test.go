@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -120,6 +121,82 @@ func testChat(t *testing.T, chargeAfter bool) {
 	code, body = call("", "ak_customer")
 	require.Equal(t, http.StatusInternalServerError, code)
 	require.Equal(t, "auth_unavailable", body["error"])
+}
+
+// TestClientLeavingReleasesHold cancels a request during its work: the hold
+// the middleware made is given back and nothing is charged. The handler used
+// to return without a word, so the middleware saw no error status and
+// settled the hold at the whole estimate.
+func TestClientLeavingReleasesHold(t *testing.T) {
+	ctx := t.Context()
+	emu := clerkemu.New("sk_test_leave")
+	t.Cleanup(emu.Close)
+	emu.AddAPIKey("ak_customer", clerkemu.APIKey{Subject: "user_customer"})
+
+	store, err := aksqlite.Open(filepath.Join(t.TempDir(), "clerk.db"), aksqlite.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = store.Close() })
+	require.NoError(t, store.Migrate(ctx))
+	svc, err := agentkey.New(store, agentkey.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = svc.Close(context.Background()) })
+	verifier, err := akclerk.NewVerifier(akclerk.VerifierConfig{
+		SecretKey: emu.SecretKey(), APIURL: emu.URL(),
+	})
+	require.NoError(t, err)
+	t.Cleanup(verifier.Close)
+	srv := httptest.NewServer(newHandler(svc, verifier, slog.New(slog.DiscardHandler), false))
+	t.Cleanup(srv.Close)
+	transport := &http.Transport{}
+	t.Cleanup(transport.CloseIdleConnections)
+
+	budget := func() (agentkey.Budget, error) {
+		v, err := svc.ValidateBySubject(ctx, "user_customer")
+		if err != nil || len(v.Key.Budgets) == 0 {
+			return agentkey.Budget{}, errors.Join(err, errors.New("no row yet"))
+		}
+		return v.Key.Budgets[0], nil
+	}
+
+	reqCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		// The work would take a minute; the client leaves long before.
+		req, err := http.NewRequestWithContext(reqCtx, http.MethodPost,
+			srv.URL+"/api/chat?cost=2&work_ms=60000", nil)
+		if err == nil {
+			req.Header.Set("Authorization", "Bearer ak_customer")
+			var res *http.Response
+			if res, err = (&http.Client{Transport: transport}).Do(req); err == nil {
+				res.Body.Close()
+			}
+		}
+		done <- err
+	}()
+
+	require.Eventually(t, func() bool {
+		b, err := budget()
+		return err == nil && b.Held == 2*agentkey.Cent
+	}, 30*time.Second, 5*time.Millisecond, "the estimate is held during the work")
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+
+	require.Eventually(t, func() bool {
+		b, err := budget()
+		return err == nil && b.Held == 0
+	}, 30*time.Second, 5*time.Millisecond, "the hold is closed once the handler returns")
+	b, err := budget()
+	require.NoError(t, err)
+	require.Zero(t, b.Used, "nothing billed")
+	ledger, err := svc.Ledger(ctx, agentkey.LedgerFilter{})
+	require.NoError(t, err)
+	kinds := []agentkey.EntryKind{}
+	for _, entry := range ledger {
+		kinds = append(kinds, entry.Kind)
+	}
+	require.Equal(t, []agentkey.EntryKind{agentkey.EntryHold, agentkey.EntryRelease}, kinds,
+		"held, then given back; never settled")
 }
 
 // TestRunEmulate runs the example as `go run ./examples/clerk -emulate`

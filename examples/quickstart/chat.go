@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,7 +50,12 @@ func chat(w http.ResponseWriter, r *http.Request) {
 	select {
 	case <-time.After(work):
 	case <-r.Context().Done():
-		return // the client left before the work was done; nothing to bill
+		// The client left before the work was done: nothing to bill. Give the
+		// hold back, if the middleware made one: left open, it would be settled
+		// at the whole estimate, since the handler answered no error. The
+		// request's context is cancelled, so the release runs without that.
+		_, _ = agentkey.Release(context.WithoutCancel(r.Context()))
+		return
 	}
 
 	// With a hold, Charge settles it at the real cost; without, it charges.

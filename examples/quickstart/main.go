@@ -13,7 +13,8 @@
 // and the cost charged after it.
 //
 // It keeps its data in quickstart.db (SQLite) unless DATABASE_URL names a
-// PostgreSQL database, and listens on ADDR (default :8080).
+// PostgreSQL database, and listens on ADDR (default :8080; a port of 0 picks
+// a free one, logged at start).
 package main
 
 import (
@@ -23,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -74,15 +76,20 @@ func run(ctx context.Context, args []string, stdout io.Writer, getenv func(strin
 	if addr == "" {
 		addr = ":8080"
 	}
-	srv := &http.Server{Addr: addr, Handler: newHandler(svc, *chargeAfter), ReadHeaderTimeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: newHandler(svc, *chargeAfter), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 	}()
-	logger.Info("listening", "addr", addr)
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+	// The listener's address, so that a port of 0 shows the one chosen.
+	logger.Info("listening", "addr", ln.Addr().String())
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

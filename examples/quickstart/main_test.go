@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -21,7 +22,7 @@ func TestQuickstart(t *testing.T) {
 	dbPath := filepath.Join(t.TempDir(), "quickstart.db")
 	env := func(string) string { return "" }
 
-	// -new-key prints a key with a $10 monthly budget and exits.
+	// -new-key prints a key with a 10-cent monthly budget and exits.
 	var out bytes.Buffer
 	require.NoError(t, run(ctx, []string{"-db", dbPath, "-new-key", "0.10"}, &out, env))
 	secret := strings.TrimSpace(out.String())
@@ -158,4 +159,73 @@ func post(t *testing.T, url, query, key string) (int, map[string]any) {
 	var body map[string]any
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
 	return resp.StatusCode, body
+}
+
+// TestClientLeavingReleasesHold cancels a request during its work: the hold
+// the middleware made is given back and nothing is charged. The handler used
+// to return without a word, so the middleware saw no error status and
+// settled the hold at the whole estimate.
+func TestClientLeavingReleasesHold(t *testing.T) {
+	ctx := context.Background()
+	store, err := aksqlite.Open(filepath.Join(t.TempDir(), "leave.db"), aksqlite.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { store.Close() })
+	require.NoError(t, store.Migrate(ctx))
+	svc, err := agentkey.New(store, agentkey.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { svc.Close(ctx) })
+	srv := httptest.NewServer(newHandler(svc, false))
+	t.Cleanup(srv.Close)
+
+	ck, err := svc.CreateKey(ctx, agentkey.CreateKeyParams{
+		AccountID: "a", Scopes: []string{"proxy.chat"},
+		Budgets: []agentkey.BudgetSpec{{Limit: 10 * agentkey.Cent, Period: agentkey.PeriodMonth}},
+	})
+	require.NoError(t, err)
+	budget := func() (agentkey.Budget, error) {
+		v, err := svc.ValidateByID(ctx, ck.Key.ID)
+		if err != nil {
+			return agentkey.Budget{}, err
+		}
+		return v.Key.Budgets[0], nil
+	}
+
+	reqCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		// The work would take a minute; the client leaves long before.
+		req, err := http.NewRequestWithContext(reqCtx, http.MethodPost,
+			srv.URL+"/api/chat?cost=2&work_ms=60000", nil)
+		if err == nil {
+			req.Header.Set("Authorization", "Bearer "+ck.Secret)
+			var res *http.Response
+			if res, err = http.DefaultClient.Do(req); err == nil {
+				res.Body.Close()
+			}
+		}
+		done <- err
+	}()
+
+	require.Eventually(t, func() bool {
+		b, err := budget()
+		return err == nil && b.Held == 2*agentkey.Cent
+	}, 30*time.Second, 5*time.Millisecond, "the estimate is held during the work")
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+
+	holds := func() ([]agentkey.Hold, error) {
+		return svc.Holds(ctx, agentkey.HoldFilter{KeyID: ck.Key.ID})
+	}
+	require.Eventually(t, func() bool {
+		hs, err := holds()
+		return err == nil && len(hs) == 1 && hs[0].State != agentkey.HoldOpen
+	}, 30*time.Second, 5*time.Millisecond, "the hold is closed once the handler returns")
+	hs, err := holds()
+	require.NoError(t, err)
+	require.Equal(t, agentkey.HoldReleased, hs[0].State)
+	b, err := budget()
+	require.NoError(t, err)
+	require.Zero(t, b.Used, "nothing billed")
+	require.Zero(t, b.Held, "the hold is given back")
 }

@@ -17,7 +17,9 @@
 // "code"}], "clerk_trace_id"}, which the SDK decodes into a
 // *clerk.APIErrorResponse.
 //
-// Faults are injected with [Server.FailWith], [Server.RateLimit],
-// [Server.SetLatency] and [Server.Hang], and [Server.Calls] counts the
-// requests that reached each path, so tests can check retries and caching.
+// Faults are injected with [Server.FailWith], [Server.FailWithBody] (an
+// answer that is not Clerk's, such as a proxy's HTML page),
+// [Server.RateLimit], [Server.SetLatency] and [Server.Hang], and
+// [Server.Calls] counts the requests that reached each path, so tests can
+// check retries and caching.
 package clerkemu

@@ -43,6 +43,8 @@ type Server struct {
 	machineKeys map[string]bool
 	latency     time.Duration
 	failStatus  int
+	failBody    []byte // nil for a Clerk error body
+	failType    string // the Content-Type of failBody
 	retryAfter  time.Duration
 	hang        chan struct{} // non-nil while hanging; closed to release
 	calls       map[string]int
@@ -117,7 +119,21 @@ func (s *Server) SetLatency(d time.Duration) {
 func (s *Server) FailWith(status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.failStatus = status
+	s.failStatus, s.failBody, s.failType = status, nil, ""
+}
+
+// FailWithBody makes every request fail with status and body, sent as it is
+// with the given Content-Type, or stops failing when status is zero. It
+// stands for an answer that does not come from Clerk's API, such as the HTML
+// page of a proxy or load balancer in front of it, which the SDK cannot
+// decode into a *clerk.APIErrorResponse. It replaces [Server.FailWith].
+func (s *Server) FailWithBody(status int, contentType, body string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failStatus, s.failBody, s.failType = status, []byte(body), contentType
+	if status == 0 {
+		s.failBody, s.failType = nil, ""
+	}
 }
 
 // RateLimit makes every request fail with 429, a Retry-After header of
@@ -188,9 +204,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
-	failStatus, retryAfter := s.failStatus, s.retryAfter
+	failStatus, failBody, failType, retryAfter := s.failStatus, s.failBody, s.failType, s.retryAfter
 	s.mu.Unlock()
 	switch {
+	case failStatus != 0 && failBody != nil:
+		w.Header().Set("Content-Type", failType)
+		w.WriteHeader(failStatus)
+		_, _ = w.Write(failBody)
+		return
 	case failStatus != 0:
 		writeError(w, failStatus, serverError(failStatus))
 		return
