@@ -33,7 +33,7 @@ type faultyStore struct {
 	ensures atomic.Int32 // calls of EnsureSubject
 }
 
-func (s *faultyStore) EnsureSubject(ctx context.Context, k agentkey.KeyRecord,
+func (s *faultyStore) EnsureSubject(ctx context.Context, k agentkey.KeyRecord, op agentkey.Op,
 ) (agentkey.Key, bool, error) {
 	s.ensures.Add(1)
 	switch s.mode.Load() {
@@ -43,7 +43,7 @@ func (s *faultyStore) EnsureSubject(ctx context.Context, k agentkey.KeyRecord,
 		<-ctx.Done()
 		return agentkey.Key{}, false, ctx.Err()
 	}
-	return s.Store.EnsureSubject(ctx, k)
+	return s.Store.EnsureSubject(ctx, k, op)
 }
 
 // newFaultyEnv is newEnv on a faultyStore of sf.

@@ -189,7 +189,7 @@ func TestClientLeavingReleasesHold(t *testing.T) {
 	b, err := budget()
 	require.NoError(t, err)
 	require.Zero(t, b.Used, "nothing billed")
-	ledger, err := svc.Ledger(ctx, agentkey.LedgerFilter{})
+	ledger, err := svc.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds})
 	require.NoError(t, err)
 	kinds := []agentkey.EntryKind{}
 	for _, entry := range ledger {
