@@ -149,9 +149,7 @@
 // subject's budgets before the handler runs and refuses the request when it
 // does not fit; the handler settles the real cost with agentkey.Charge. A
 // hold the handler does not settle is released if it fails (status 400 or
-// more) and settled at the estimate otherwise, so a handler that stops
-// because its client left, answering nothing, should give the hold back with
-// agentkey.Release, on a context without the request's cancellation
-// (context.WithoutCancel), as examples/clerk does. With holds, charge with
+// more, or no answer to a client that has gone) and settled at the estimate
+// otherwise; agentkey.Release gives it back at once. With holds, charge with
 // agentkey.Charge, not TrackByAPIKey, which would charge besides the hold.
 package akclerk

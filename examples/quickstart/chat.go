@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,10 +50,9 @@ func chat(w http.ResponseWriter, r *http.Request) {
 	case <-time.After(work):
 	case <-r.Context().Done():
 		// The client left before the work was done: nothing to bill. Give the
-		// hold back, if the middleware made one: left open, it would be settled
-		// at the whole estimate, since the handler answered no error. The
-		// request's context is cancelled, so the release runs without that.
-		_, _ = agentkey.Release(context.WithoutCancel(r.Context()))
+		// hold back, if the middleware made one, at once (the middleware would
+		// release it too, seeing no answer to a client that has gone).
+		_, _ = agentkey.Release(r.Context())
 		return
 	}
 
