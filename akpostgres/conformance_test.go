@@ -32,8 +32,12 @@ func TestConformance(t *testing.T) {
 	}
 }
 
+// schemaIndex maps each *akpostgres.Store the harness made to its schema.
+type schemaIndex struct{ sync.Map }
+
 func runConformance(t *testing.T, pool func(t *testing.T, url string) *pgxpool.Pool) {
-	var schemas sync.Map // *akpostgres.Store -> its schema
+	schemas := &schemaIndex{}
+	exec := schemas.update
 
 	open := func(t *testing.T, url, schema string) *akpostgres.Store {
 		s, err := akpostgres.New(pool(t, url), akpostgres.Config{Schema: schema})
@@ -56,13 +60,21 @@ func runConformance(t *testing.T, pool func(t *testing.T, url string) *pgxpool.P
 			return stores
 		},
 		SetUsed: func(t *testing.T, s agentkey.Store, budgetID string, used agentkey.Money) {
-			schema, ok := schemas.Load(s)
-			require.True(t, ok, "store not made by the harness")
-			ts := testStore{Store: s.(*akpostgres.Store), schema: schema.(string)}
-			tag, err := ts.Pool().Exec(t.Context(),
-				"UPDATE "+ts.table("budgets")+" SET used = $1 WHERE id = $2", int64(used), budgetID)
-			require.NoError(t, err)
-			require.Equal(t, int64(1), tag.RowsAffected())
+			exec(t, s, "budgets", "SET used = $1 WHERE id = $2", int64(used), budgetID)
+		},
+		SetHoldState: func(t *testing.T, s agentkey.Store, holdID string, state agentkey.HoldState) {
+			exec(t, s, "holds", "SET state = $1 WHERE id = $2", string(state), holdID)
 		},
 	})
+}
+
+// update runs an UPDATE of one row of table, behind the store's back.
+func (h *schemaIndex) update(t *testing.T, s agentkey.Store, table, set string, args ...any) {
+	t.Helper()
+	schema, ok := h.Load(s)
+	require.True(t, ok, "store not made by the harness")
+	ts := testStore{Store: s.(*akpostgres.Store), schema: schema.(string)}
+	tag, err := ts.Pool().Exec(t.Context(), "UPDATE "+ts.table(table)+" "+set, args...)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), tag.RowsAffected())
 }

@@ -29,5 +29,13 @@ func TestConformance(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, int64(1), n)
 		},
+		SetHoldState: func(t *testing.T, s agentkey.Store, holdID string, state agentkey.HoldState) {
+			res, err := s.(*aksqlite.Store).DB().Exec(
+				"UPDATE agentkey_holds SET state = ? WHERE id = ?", string(state), holdID)
+			require.NoError(t, err)
+			n, err := res.RowsAffected()
+			require.NoError(t, err)
+			require.Equal(t, int64(1), n)
+		},
 	})
 }

@@ -263,6 +263,41 @@ func testCharges(t *testing.T, h Harness) {
 		e.requireCleanAudit(t)
 	})
 
+	t.Run("SeveralWindowsOfAnAccountHoldAllOrNothing", func(t *testing.T) {
+		t.Parallel()
+		e := start(t, h, agentkey.Config{})
+		e.mustAccount(t, agentkey.AccountParams{ID: "team", Budgets: []agentkey.BudgetSpec{
+			{Limit: 10 * agentkey.Dollar, Period: agentkey.PeriodDay},
+			{Limit: 15 * agentkey.Dollar, Period: agentkey.PeriodMonth},
+		}})
+		ck, err := e.svc.CreateKey(e.ctx, agentkey.CreateKeyParams{AccountID: "team"})
+		require.NoError(t, err)
+		reserve := func(amount agentkey.Money) agentkey.ReserveResult {
+			t.Helper()
+			res, err := e.svc.Reserve(e.ctx, ck.Key.ID, amount)
+			require.NoError(t, err)
+			return res
+		}
+
+		first := reserve(8 * agentkey.Dollar)
+		require.True(t, first.OK())
+		refused := reserve(3 * agentkey.Dollar)
+		require.Equal(t, agentkey.ReasonBudgetExceeded, refused.Reason)
+		require.Equal(t, agentkey.PeriodDay, refused.RefusedBy.Period,
+			"the day window refuses while the month has room")
+		_, err = e.svc.Settle(e.ctx, first.Hold.ID, 8*agentkey.Dollar)
+		require.NoError(t, err)
+
+		e.clock.Advance(agentkey.Day)
+		refused = reserve(8 * agentkey.Dollar)
+		require.Equal(t, agentkey.ReasonBudgetExceeded, refused.Reason)
+		require.Equal(t, agentkey.PeriodMonth, refused.RefusedBy.Period,
+			"the month window refuses while the day has room")
+		require.Equal(t, agentkey.OwnerAccount, refused.RefusedBy.OwnerKind)
+		require.True(t, reserve(7*agentkey.Dollar).OK())
+		e.requireCleanAudit(t)
+	})
+
 	t.Run("Adjust", func(t *testing.T) {
 		t.Parallel()
 		e := start(t, h, agentkey.Config{})

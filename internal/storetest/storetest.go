@@ -28,6 +28,10 @@ type Harness struct {
 	// SetUsed overwrites a budget's used amount behind the store's back, so
 	// that the suite can check that Audit notices.
 	SetUsed func(t *testing.T, s agentkey.Store, budgetID string, used agentkey.Money)
+
+	// SetHoldState overwrites a hold's state behind the store's back, so
+	// that the suite can check that Audit compares held with open holds.
+	SetHoldState func(t *testing.T, s agentkey.Store, holdID string, state agentkey.HoldState)
 }
 
 // Run runs the whole suite.
@@ -40,6 +44,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Middleware", func(t *testing.T) { testMiddleware(t, h) })
 	t.Run("Tree", func(t *testing.T) { testTree(t, h) })
 	t.Run("Holds", func(t *testing.T) { testHolds(t, h) })
+	t.Run("Changes", func(t *testing.T) { testChanges(t, h) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, h) })
 }
 

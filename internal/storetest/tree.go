@@ -271,18 +271,22 @@ func testTree(t *testing.T, h Harness) {
 	})
 }
 
-// testOrganisationUnderLoad charges an organisation of 2 teams of 4 keys, 16
+// testOrganisationUnderLoad runs an organisation of 2 teams of 4 keys, 16
 // goroutines per key, with limits on the organisation, the teams and some
-// keys, and checks every node against its limit and the ledger.
+// keys. Each goroutine charges after the work, or holds an estimate and then
+// settles a real cost above or below it, or releases it. At the end every
+// node is within its limit, holds nothing, and has used what its ledger
+// entries add up to; every refusal was of an amount that would have passed
+// the limit of the budget that refused, as the store saw it.
 func testOrganisationUnderLoad(t *testing.T, e *env) {
 	e.mustAccount(t, agentkey.AccountParams{ID: "org", Budgets: []agentkey.BudgetSpec{{Limit: 3000}}})
-	var secrets []string
-	var budgetIDs []string
+	var keys []agentkey.CreatedKey
+	var budgets []agentkey.Budget
 	for team := range 2 {
 		teamID := fmt.Sprintf("team%d", team)
 		acct := e.mustAccount(t, agentkey.AccountParams{ID: teamID, ParentID: "org",
 			Budgets: []agentkey.BudgetSpec{{Limit: agentkey.Money(1200 + 600*team)}}})
-		budgetIDs = append(budgetIDs, acct.Budgets[0].ID)
+		budgets = append(budgets, acct.Budgets[0])
 		for k := range 4 {
 			p := agentkey.CreateKeyParams{AccountID: teamID}
 			if k%2 == 0 {
@@ -290,32 +294,63 @@ func testOrganisationUnderLoad(t *testing.T, e *env) {
 			}
 			ck, err := e.svc.CreateKey(e.ctx, p)
 			require.NoError(t, err)
-			secrets = append(secrets, ck.Secret)
-			budgetIDs = append(budgetIDs, ck.Key.Budgets[0].ID)
+			keys = append(keys, ck)
+			budgets = append(budgets, ck.Key.Budgets[0])
 		}
 	}
 	org, err := e.svc.Account(e.ctx, "org")
 	require.NoError(t, err)
-	budgetIDs = append(budgetIDs, org.Budgets[0].ID)
+	budgets = append(budgets, org.Budgets[0])
 
+	refusedFairly := func(what string, amount agentkey.Money, b *agentkey.Budget) {
+		if b == nil || b.Used+b.Held+amount <= b.Limit {
+			t.Errorf("%s of %d refused though it fit: %+v", what, amount, b)
+		}
+	}
 	var wg sync.WaitGroup
-	for _, secret := range secrets {
-		for range 16 {
+	for _, ck := range keys {
+		for g := range 16 {
 			wg.Go(func() {
-				for range 6 {
+				for i := range 6 {
 					amount := agentkey.Money(1 + rand.IntN(30))
-					res, err := e.svc.TrackUsage(e.ctx, secret, amount)
-					if err != nil {
-						t.Errorf("charge: %v", err)
-						return
-					}
-					if res.Reason == agentkey.ReasonBudgetExceeded {
-						b := res.RefusedBy
-						if b.Used+b.Held+amount <= b.Limit {
-							t.Errorf("refused %d that fit %s %s: %+v", amount, b.OwnerKind, b.OwnerID, b)
+					if (g+i)%2 == 0 {
+						res, err := e.svc.TrackUsage(e.ctx, ck.Secret, amount)
+						switch {
+						case err != nil:
+							t.Errorf("charge: %v", err)
+						case res.Reason == agentkey.ReasonBudgetExceeded:
+							refusedFairly("charge", amount, res.RefusedBy)
+						case !res.OK():
+							t.Errorf("charge: reason %q", res.Reason)
 						}
-					} else if !res.OK() {
-						t.Errorf("reason %q", res.Reason)
+						continue
+					}
+
+					res, err := e.svc.Reserve(e.ctx, ck.Key.ID, amount)
+					switch {
+					case err != nil:
+						t.Errorf("reserve: %v", err)
+						continue
+					case res.Reason == agentkey.ReasonBudgetExceeded:
+						refusedFairly("hold", amount, res.RefusedBy)
+						continue
+					case !res.OK():
+						t.Errorf("reserve: reason %q", res.Reason)
+						continue
+					}
+					if i%3 == 2 {
+						if _, err := e.svc.Release(e.ctx, res.Hold.ID); err != nil {
+							t.Errorf("release: %v", err)
+						}
+						continue
+					}
+					actual := agentkey.Money(rand.IntN(2 * int(amount)))
+					closed, err := e.svc.Settle(e.ctx, res.Hold.ID, actual)
+					if err != nil {
+						t.Errorf("settle: %v", err)
+					} else if closed.Charged+closed.Overrun != actual || closed.Charged < min(actual, amount) {
+						t.Errorf("settled %d as %d charged and %d overrun", actual, closed.Charged,
+							closed.Overrun)
 					}
 				}
 			})
@@ -323,22 +358,20 @@ func testOrganisationUnderLoad(t *testing.T, e *env) {
 	}
 	wg.Wait()
 
-	totals, err := e.store.BudgetTotals(e.ctx)
-	require.NoError(t, err)
-	seen := 0
-	for _, tot := range totals {
-		b := tot.Budget
-		if !b.Unlimited {
-			require.LessOrEqual(t, b.Used+b.Held, b.Limit, "%s %s passed its limit", b.OwnerKind, b.OwnerID)
+	for _, b := range budgets {
+		now, err := e.svc.Budgets(e.ctx, agentkey.Owner{Kind: b.OwnerKind, ID: b.OwnerID})
+		require.NoError(t, err)
+		require.Len(t, now, 1)
+		got := now[0]
+		if !got.Unlimited {
+			require.LessOrEqual(t, got.Used+got.Held, got.Limit, "%s %s passed its limit",
+				b.OwnerKind, b.OwnerID)
 		}
-		require.Equal(t, tot.LedgerUsed, b.Used, "%s %s differs from its ledger", b.OwnerKind, b.OwnerID)
-		for _, id := range budgetIDs {
-			if id == b.ID {
-				seen++
-			}
-		}
+		require.Zero(t, got.Held, "%s %s still holds", b.OwnerKind, b.OwnerID)
+		require.Equal(t, e.ledgerSum(t, b.ID, got.PeriodStart), got.Used,
+			"%s %s differs from the sum of its ledger entries", b.OwnerKind, b.OwnerID)
 	}
-	require.Equal(t, len(budgetIDs), seen)
+	require.Equal(t, agentkey.Money(3000), org.Budgets[0].Limit)
 	e.requireCleanAudit(t)
 }
 
