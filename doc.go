@@ -52,16 +52,22 @@
 // the work, so used + held never passes a limit, and Settle charges the real
 // cost after it (a cost above the hold is charged as far as it fits; the rest
 // is recorded as an overrun). Release gives a hold back; an unsettled hold
-// expires after Config.HoldTTL and is released at the next touch of its
-// budget or by SweepHolds. The middleware holds when MiddlewareOptions has an
-// Estimate, and Charge in the handler then settles.
+// expires after Config.HoldTTL and is released at the next charge or hold on
+// any of its budgets, or by SweepHolds (RunSweeper runs it periodically; run
+// it in one goroutine of every process, so that reads of budgets show expired
+// holds gone). The middleware holds when MiddlewareOptions has an Estimate,
+// and Charge in the handler then settles.
 //
 // # The ledger
 //
 // Every charge, hold, release, settlement, overrun, period reset and manual
-// adjustment is a ledger entry. The ledger is the truth; a budget's used and
-// held amounts are a cache of it, which Audit checks. A charge or hold with
-// WithIdempotencyKey is applied at most once.
+// adjustment is a ledger entry, and so is every change of the tree and of
+// budgets: an account created or moved, a key moved, a budget set, replaced
+// or removed (entries without money, which LedgerFilter.Kinds can leave out).
+// The ledger is the truth; a budget's used and held amounts are a cache of
+// it, which Audit checks against the ledger and against the open holds. A
+// charge or hold with WithIdempotencyKey is applied at most once; the same
+// key with another amount is refused with ErrIdempotencyKeyReused.
 //
 // # Self-serve routes
 //
