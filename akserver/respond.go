@@ -66,6 +66,8 @@ func errorStatus(err error, which api) (status int, code, message string) {
 		return http.StatusConflict, "conflict", clientMessage(err)
 	case errors.Is(err, agentkey.ErrHoldClosed):
 		return http.StatusConflict, "hold_closed", clientMessage(err)
+	case errors.Is(err, agentkey.ErrIdempotencyKeyReused):
+		return http.StatusConflict, "idempotency_key_reused", clientMessage(err)
 	case errors.Is(err, agentkey.ErrCycle):
 		return http.StatusConflict, "tree_cycle", clientMessage(err)
 	case errors.Is(err, agentkey.ErrTooDeep):
