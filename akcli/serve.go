@@ -53,14 +53,14 @@ func (s *serveSettings) register(fs *pflag.FlagSet) {
 	fs.StringVar(&s.addr, "addr", ":8080", "address to listen on; port 0 picks a free port")
 	setting(fs, "addr", "AGENTKEY_ADDR")
 	s.holdTTL = 5 * time.Minute
-	fs.Var(durationValue{&s.holdTTL}, "hold-ttl",
+	fs.Var(durationValue{d: &s.holdTTL}, "hold-ttl",
 		"how long a hold lives unsettled before it is released, unless a request says")
 	setting(fs, "hold-ttl", "AGENTKEY_HOLD_TTL")
 	s.sweepInterval = 30 * time.Second
-	fs.Var(durationValue{&s.sweepInterval}, "sweep-interval", "how often expired holds are released")
+	fs.Var(durationValue{d: &s.sweepInterval}, "sweep-interval", "how often expired holds are released")
 	setting(fs, "sweep-interval", "AGENTKEY_SWEEP_INTERVAL")
 	s.shutdownTimeout = 30 * time.Second
-	fs.Var(durationValue{&s.shutdownTimeout}, "shutdown-timeout",
+	fs.Var(durationValue{d: &s.shutdownTimeout}, "shutdown-timeout",
 		"how long requests in flight may take to finish after SIGINT or SIGTERM")
 	setting(fs, "shutdown-timeout", "AGENTKEY_SHUTDOWN_TIMEOUT")
 	fs.Int64Var(&s.maxBodyBytes, "max-body-bytes", 64<<10, "largest request body; larger get 413")
@@ -89,7 +89,7 @@ func (s *serveSettings) register(fs *pflag.FlagSet) {
 		"limits of each signup's account, as AMOUNT/PERIOD, or \"none\" for no limit (default 1/day)")
 	setting(fs, "signup-budget", "AGENTKEY_SIGNUP_BUDGET")
 	s.signupExpiry = 24 * time.Hour
-	fs.Var(durationValue{&s.signupExpiry}, "signup-expiry", "how long a signup key lives")
+	fs.Var(durationValue{d: &s.signupExpiry}, "signup-expiry", "how long a signup key lives")
 	setting(fs, "signup-expiry", "AGENTKEY_SIGNUP_EXPIRY")
 	fs.IntVar(&s.signupRate, "signup-rate", 10,
 		"signups per client address per hour; -1 for no limit")

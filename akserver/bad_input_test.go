@@ -80,7 +80,7 @@ func TestBadInput(t *testing.T) {
 			{"BadEstimate", "POST /v1/authorize",
 				`{"credential": "` + sec + `", "estimate": "-1"}`, 400, "estimate"},
 			{"BadHoldTTL", "POST /v1/authorize",
-				`{"credential": "` + sec + `", "estimate": "1", "hold_ttl": "5s"}`, 400,
+				`{"credential": "` + sec + `", "estimate": "0.1", "hold_ttl": "5 s"}`, 400,
 				"hold_ttl"},
 			{"LongHoldTTL", "POST /v1/authorize",
 				`{"credential": "` + sec + `", "estimate": "1", "hold_ttl": "2d"}`, 400,

@@ -254,14 +254,30 @@ func parseTime(field, s string) (time.Time, error) {
 	return t, nil
 }
 
-// parseDuration parses an optional duration such as "30m" or "7d".
+// parseDuration parses an optional duration with ParseDuration.
 func parseDuration(field, s string) (time.Duration, error) {
 	if s == "" {
 		return 0, nil
 	}
-	d, err := agentkey.ParseDuration(s)
+	d, err := ParseDuration(s)
 	if err != nil {
 		return 0, invalid("%s: %v", field, err)
+	}
+	return d, nil
+}
+
+// ParseDuration parses a duration as the admin and decision APIs and the
+// agentkey command take them: in agentkey.ParseDuration's units ("30m",
+// "7d", "1mo") or in Go's ("90s", "1h30m"). It refuses zero and negative
+// durations with an error wrapping agentkey.ErrDuration.
+func ParseDuration(s string) (time.Duration, error) {
+	if d, err := agentkey.ParseDuration(s); err == nil {
+		return d, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%w %q: want a positive number and a unit (s, m, h, d, w or mo), "+
+			"such as 90s, 30m or 7d", agentkey.ErrDuration, truncate(s, 40))
 	}
 	return d, nil
 }

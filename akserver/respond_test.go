@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -53,4 +54,23 @@ func TestErrorStatus(t *testing.T) {
 	_, _, msg := errorStatus(fmt.Errorf("charge: %w", agentkey.ErrIdempotencyKeyReused),
 		decisionAPI)
 	require.Contains(t, msg, "idempotency key already used with a different amount")
+}
+
+// TestParseDuration checks that the APIs and the CLI take both agentkey's
+// units and Go's.
+func TestParseDuration(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]time.Duration{
+		"90s": 90 * time.Second, "10m": 10 * time.Minute, "1h30m": 90 * time.Minute,
+		"7d": 7 * 24 * time.Hour, "2w": 14 * 24 * time.Hour, "1mo": 30 * 24 * time.Hour,
+		"1500ms": 1500 * time.Millisecond,
+	} {
+		got, err := ParseDuration(in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"", "0", "0s", "-5m", "soon", "7 days", "1y", "5"} {
+		_, err := ParseDuration(in)
+		require.ErrorIs(t, err, agentkey.ErrDuration, in)
+	}
 }
