@@ -82,6 +82,9 @@ func TestBadInput(t *testing.T) {
 			{"BadHoldTTL", "POST /v1/authorize",
 				`{"credential": "` + sec + `", "estimate": "0.1", "hold_ttl": "5 s"}`, 400,
 				"hold_ttl"},
+			{"IdempotencyKeyWithoutEstimate", "POST /v1/authorize",
+				`{"credential": "` + sec + `", "idempotency_key": "req-1"}`, 400,
+				"idempotency_key applies to a hold"},
 			{"LongHoldTTL", "POST /v1/authorize",
 				`{"credential": "` + sec + `", "estimate": "1", "hold_ttl": "2d"}`, 400,
 				"hold_ttl"},
@@ -101,6 +104,8 @@ func TestBadInput(t *testing.T) {
 				400, "amount"},
 			{"ReleaseExtraField", "POST /v1/release", `{"hold_id": "` + hold + `", "amount": "1"}`,
 				400, `unknown field "amount"`},
+			{"ReleaseLongIdempotencyKey", "POST /v1/release", `{"hold_id": "` + hold + `", ` +
+				`"idempotency_key": "` + strings.Repeat("i", 256) + `"}`, 400, "idempotency_key"},
 			{"BadMetadata", "POST /v1/charge",
 				`{"key_id": "k", "amount": "1", "metadata": {"": "empty key"}}`, 400, "metadata"},
 			{"MoveAccountNull", "PATCH /admin/v1/accounts/acct_1", `{"parent_id": null}`, 400,

@@ -314,6 +314,37 @@ func TestClerkCredentials(t *testing.T) {
 			require.Equal(t, http.StatusTooManyRequests, c.Status)
 		})
 
+		// Regression: /v1/charge answered invalid_key for a Clerk subject it
+		// had not seen, since only /v1/authorize created its row.
+		t.Run("ChargeOnlyFirstUseProvisionsSubject", func(t *testing.T) {
+			key, token := "ak_clerk_"+randomHex(8), "mt_"+randomHex(8)
+			emu.AddAPIKey(key, clerkemu.APIKey{Subject: "user_charge_only", Expiration: &exp})
+			emu.AddM2MToken(token, clerkemu.M2MToken{Subject: "mch_charge_only", Expiration: &exp})
+
+			c := e.charge(t, obj{"credential": key, "credential_type": "clerk_api_key",
+				"amount": "0.25"})
+			require.True(t, c.Allow, "%+v", c)
+			require.Equal(t, "user_charge_only", c.Key.Subject)
+			require.Equal(t, []string{"proxy.chat"}, c.Key.Scopes, "ClerkDefaults' scopes")
+			require.Len(t, c.Key.Budgets, 1)
+			require.Equal(t, agentkey.Dollar, c.Key.Budgets[0].Limit, "ClerkDefaults' budget")
+			require.Equal(t, 25*agentkey.Cent, c.Key.Budgets[0].Used)
+
+			c = e.charge(t, obj{"credential": token, "credential_type": "clerk_m2m",
+				"amount": "0.5"})
+			require.True(t, c.Allow, "%+v", c)
+			require.Equal(t, "mch_charge_only", c.Key.Subject)
+			require.Equal(t, 50*agentkey.Cent, c.Key.Budgets[0].Used)
+
+			// The row is the one authorize then finds: one row per subject.
+			d := e.authorize(t, obj{"credential": key, "credential_type": "clerk_api_key"})
+			require.True(t, d.Allow)
+			var k agentkey.Key
+			e.adminCall(t, "GET", "/subjects/user_charge_only", nil).into(t, http.StatusOK, &k)
+			require.Equal(t, k.ID, d.Key.ID)
+			require.Equal(t, 25*agentkey.Cent, k.Budgets[0].Used)
+		})
+
 		t.Run("M2M", func(t *testing.T) {
 			d := e.authorize(t, obj{"credential": m2m, "credential_type": "clerk_m2m"})
 			require.True(t, d.Allow)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -58,6 +59,7 @@ type envOptions struct {
 	clerk         *akclerk.Verifier
 	clerkDefaults agentkey.SubjectParams
 	maxBodyBytes  int64
+	maxHoldTTL    time.Duration
 	svcConfig     agentkey.Config
 	// quiet discards the logs, for benchmarks.
 	quiet bool
@@ -90,7 +92,7 @@ func newEnv(t testing.TB, sf storeFactory, o envOptions) *env {
 	e.srv, err = akserver.New(akserver.Config{
 		Service: svc, Clerk: o.clerk, ClerkDefaults: o.clerkDefaults, Logger: logger,
 		Registry: e.registry, SelfServe: o.selfServe, MaxBodyBytes: o.maxBodyBytes,
-		Version: "test",
+		MaxHoldTTL: o.maxHoldTTL, Version: "test",
 	})
 	require.NoError(t, err)
 	e.ts = httptest.NewServer(e.srv.Handler())

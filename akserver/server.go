@@ -47,12 +47,22 @@ type Config struct {
 	// Defaults to 64 KiB.
 	MaxBodyBytes int64
 
+	// MaxHoldTTL bounds the hold_ttl a request of the decision API may ask
+	// for: a hold is meant to last as long as one piece of work. Defaults
+	// to DefaultMaxHoldTTL, 24h.
+	MaxHoldTTL time.Duration
+
 	// Version is reported by /healthz and the agentkey_build_info metric.
 	Version string
 }
 
-// DefaultMaxBodyBytes is the default of Config.MaxBodyBytes.
-const DefaultMaxBodyBytes = 64 << 10
+// The defaults of Config.
+const (
+	// DefaultMaxBodyBytes is the default of Config.MaxBodyBytes.
+	DefaultMaxBodyBytes = 64 << 10
+	// DefaultMaxHoldTTL is the default of Config.MaxHoldTTL.
+	DefaultMaxHoldTTL = 24 * time.Hour
+)
 
 func (c Config) withDefaults() Config {
 	if c.Logger == nil {
@@ -63,6 +73,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxHoldTTL == 0 {
+		c.MaxHoldTTL = DefaultMaxHoldTTL
 	}
 	if c.Version == "" {
 		c.Version = "devel"
@@ -76,6 +89,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxBodyBytes < 0 {
 		return errors.New("akserver: config: MaxBodyBytes must not be negative")
+	}
+	if c.MaxHoldTTL < 0 {
+		return errors.New("akserver: config: MaxHoldTTL must not be negative")
 	}
 	return nil
 }
