@@ -52,6 +52,13 @@ type Config struct {
 	// to DefaultMaxHoldTTL, 24h.
 	MaxHoldTTL time.Duration
 
+	// ServiceTokenTTL is how long the decision API reuses a service token's
+	// verification, valid or not, without reading the store. A token revoked
+	// through another process keeps working here for up to this long.
+	// Defaults to DefaultServiceTokenTTL, 30s; a negative value verifies
+	// every request against the store.
+	ServiceTokenTTL time.Duration
+
 	// Version is reported by /healthz and the agentkey_build_info metric.
 	Version string
 }
@@ -62,6 +69,8 @@ const (
 	DefaultMaxBodyBytes = 64 << 10
 	// DefaultMaxHoldTTL is the default of Config.MaxHoldTTL.
 	DefaultMaxHoldTTL = 24 * time.Hour
+	// DefaultServiceTokenTTL is the default of Config.ServiceTokenTTL.
+	DefaultServiceTokenTTL = 30 * time.Second
 )
 
 func (c Config) withDefaults() Config {
@@ -76,6 +85,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxHoldTTL == 0 {
 		c.MaxHoldTTL = DefaultMaxHoldTTL
+	}
+	if c.ServiceTokenTTL == 0 {
+		c.ServiceTokenTTL = DefaultServiceTokenTTL
 	}
 	if c.Version == "" {
 		c.Version = "devel"
@@ -114,10 +126,10 @@ const (
 // http.Handler. It is safe for concurrent use.
 //
 // The decision API authenticates services by token, and remembers each
-// token's verification for 30 seconds, so that its hot path reads no setting:
-// a service token revoked through another process (the CLI, another server)
-// keeps working here for up to 30 seconds. One revoked through this server's
-// admin API stops at once.
+// token's verification for Config.ServiceTokenTTL (30 seconds by default), so
+// that its hot path reads no setting: a service token revoked through another
+// process (the CLI, another server) keeps working here for up to that long.
+// One revoked through this server's admin API stops at once.
 type Server struct {
 	cfg     Config
 	svc     *agentkey.Service
@@ -141,7 +153,7 @@ func New(cfg Config) (*Server, error) {
 		store: cfg.Service.Store(),
 		log:   cfg.Logger,
 	}
-	s.tokens = newTokenCache(s.store)
+	s.tokens = newTokenCache(s.store, max(cfg.ServiceTokenTTL, 0))
 
 	selfServe, err := mountSelfServe(cfg.Service, cfg.SelfServe)
 	if err != nil {
@@ -215,6 +227,7 @@ func (s *Server) routes(reg *prometheus.Registry, selfServe http.Handler) http.H
 	admin("GET /admin/v1/audit", s.audit)
 
 	admin("POST /admin/v1/token/rotate", s.rotateAdminToken)
+	admin("GET /admin/v1/service-tokens", s.listServiceTokens)
 	admin("POST /admin/v1/service-tokens", s.createServiceToken)
 	admin("DELETE /admin/v1/service-tokens/{name}", s.revokeServiceToken)
 
