@@ -245,6 +245,9 @@ func (s *Server) readKey(ctx context.Context, q agentkey.KeyQuery) (agentkey.Key
 }
 
 func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
+	if err := noBody(r); err != nil {
+		return err
+	}
 	k, err := s.svc.Revoke(r.Context(), r.PathValue("id"), "")
 	if err != nil {
 		return err

@@ -51,6 +51,9 @@ func (s *Server) removeBudget(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := noBody(r); err != nil {
+		return err
+	}
 	p, err := agentkey.ParsePeriod(r.PathValue("period"))
 	if err != nil {
 		return invalid("period: %v", err)
@@ -171,6 +174,9 @@ func (s *Server) showHold(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) releaseHold(w http.ResponseWriter, r *http.Request) error {
+	if err := noBody(r); err != nil {
+		return err
+	}
 	res, err := s.svc.Release(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err

@@ -11,6 +11,9 @@ type tokenAnswer struct {
 }
 
 func (s *Server) rotateAdminToken(w http.ResponseWriter, r *http.Request) error {
+	if err := noBody(r); err != nil {
+		return err
+	}
 	token, err := RotateAdminToken(r.Context(), s.store)
 	if err != nil {
 		return err
@@ -40,6 +43,9 @@ func (s *Server) createServiceToken(w http.ResponseWriter, r *http.Request) erro
 }
 
 func (s *Server) revokeServiceToken(w http.ResponseWriter, r *http.Request) error {
+	if err := noBody(r); err != nil {
+		return err
+	}
 	name := r.PathValue("name")
 	hash, err := revokeServiceToken(r.Context(), s.store, name)
 	if err != nil {

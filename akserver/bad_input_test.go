@@ -106,6 +106,8 @@ func TestBadInput(t *testing.T) {
 				400, `unknown field "amount"`},
 			{"ReleaseLongIdempotencyKey", "POST /v1/release", `{"hold_id": "` + hold + `", ` +
 				`"idempotency_key": "` + strings.Repeat("i", 256) + `"}`, 400, "idempotency_key"},
+			{"RevokeWithBody", "POST /admin/v1/keys/" + ck.ID + "/revoke", `{"reason": "x"}`, 400,
+				"no body"},
 			{"BadMetadata", "POST /v1/charge",
 				`{"key_id": "k", "amount": "1", "metadata": {"": "empty key"}}`, 400, "metadata"},
 			{"MoveAccountNull", "PATCH /admin/v1/accounts/acct_1", `{"parent_id": null}`, 400,

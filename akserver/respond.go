@@ -1,6 +1,7 @@
 package akserver
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -135,6 +136,32 @@ func decode(r *http.Request, v any) error {
 		return err
 	}
 	return &inputError{msg: describeJSONError(err)}
+}
+
+// noBody refuses a request body on a route that takes none: only an empty
+// body, whitespace or an empty object {} pass, so that a client that meant to
+// send something learns it was not understood before anything is done.
+func noBody(r *http.Request) error {
+	raw, err := io.ReadAll(r.Body)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return err
+	case err != nil:
+		return invalid("read the body: %v", err)
+	}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if raw[0] != '{' || json.Unmarshal(raw, &fields) != nil {
+		return invalid("this route takes no body: send none, or {}")
+	}
+	for name := range fields {
+		return invalid("unknown field %q: this route takes no body", truncate(name, 40))
+	}
+	return nil
 }
 
 // describeJSONError turns an error from decoding a request's JSON body into
