@@ -54,6 +54,9 @@ func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := queryIDs(q, "parent", "after"); err != nil {
+		return err
+	}
 	as, err := s.svc.Accounts(r.Context(), q.Get("parent"), q.Get("after"), limit)
 	if err != nil {
 		return err
@@ -191,6 +194,9 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	limit, err := queryLimit(r, 100, 1000)
 	if err != nil {
+		return err
+	}
+	if err := queryIDs(q, "account_id", "after"); err != nil {
 		return err
 	}
 	f := agentkey.KeyFilter{AccountID: q.Get("account_id"), Kind: q.Get("kind"),

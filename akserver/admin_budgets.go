@@ -141,6 +141,9 @@ func (s *Server) listHolds(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := queryIDs(q, "key_id", "account_id", "after"); err != nil {
+		return err
+	}
 	f := agentkey.HoldFilter{KeyID: q.Get("key_id"), AccountID: q.Get("account_id"),
 		State: agentkey.HoldState(q.Get("state")), After: q.Get("after"), Limit: limit}
 	switch f.State {

@@ -28,6 +28,12 @@ const csvPageSize = 1000
 // export streams every page; limit, if given, caps its rows.
 func (s *Server) ledger(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
+	if err := queryIDs(q, "key_id", "account_id", "budget_id"); err != nil {
+		return err
+	}
+	if len(q.Get("subject")) > 255 {
+		return invalid("subject must be at most 255 bytes")
+	}
 	f := agentkey.LedgerFilter{KeyID: q.Get("key_id"), AccountID: q.Get("account_id"),
 		BudgetID: q.Get("budget_id")}
 	var err error
@@ -36,6 +42,9 @@ func (s *Server) ledger(w http.ResponseWriter, r *http.Request) error {
 	}
 	if f.Until, err = parseTime("until", q.Get("until")); err != nil {
 		return err
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
+		return invalid("since must be before until")
 	}
 	if v := q.Get("after"); v != "" {
 		if f.AfterID, err = strconv.ParseInt(v, 10, 64); err != nil || f.AfterID < 0 {

@@ -106,6 +106,8 @@ func TestBadInput(t *testing.T) {
 				400, `unknown field "amount"`},
 			{"ReleaseLongIdempotencyKey", "POST /v1/release", `{"hold_id": "` + hold + `", ` +
 				`"idempotency_key": "` + strings.Repeat("i", 256) + `"}`, 400, "idempotency_key"},
+			{"MisspeltLedgerFilter", "GET /admin/v1/ledger?acount_id=acct_1", "", 400,
+				`unknown query parameter "acount_id"`},
 			{"RevokeWithBody", "POST /admin/v1/keys/" + ck.ID + "/revoke", `{"reason": "x"}`, 400,
 				"no body"},
 			{"BadMetadata", "POST /v1/charge",
@@ -148,11 +150,30 @@ func snapshot(t *testing.T, e *env) state {
 	return state{entries: len(e.ledger(t)), keys: len(keys), accounts: len(accounts), holds: holds}
 }
 
-// TestUnknownRoute answers JSON 404s.
-func TestUnknownRoute(t *testing.T) {
+// TestUnmatchedRoutes answers JSON: 404 for a path no route has, 405 with
+// an Allow header for a route's path with another method.
+func TestUnmatchedRoutes(t *testing.T) {
 	e := newEnv(t, storeFactories[0], envOptions{})
 	rep := e.call(t, "GET", "/nope", "", nil).object(t, http.StatusNotFound)
 	require.Equal(t, "not_found", rep["error"])
-	rep2 := e.call(t, "GET", "/v1/authorize", e.service, nil)
-	require.Equal(t, http.StatusNotFound, rep2.status)
+	e.call(t, "GET", "/admin/v1/nope", e.admin, nil).object(t, http.StatusNotFound)
+
+	for _, tc := range []struct{ method, path, allow string }{
+		{"GET", "/v1/authorize", "POST"},
+		{"DELETE", "/admin/v1/keys", "GET, HEAD, POST"},
+		{"PUT", "/admin/v1/accounts/acct_1", "GET, HEAD, PATCH"},
+		{"POST", "/admin/v1/service-tokens/billing", "DELETE"},
+		{"GET", "/signup", "POST"},
+		{"POST", "/healthz", "GET, HEAD"},
+	} {
+		r := e.call(t, tc.method, tc.path, e.admin, nil)
+		body := r.object(t, http.StatusMethodNotAllowed)
+		require.Equal(t, "method_not_allowed", body["error"], tc.path)
+		require.Equal(t, tc.allow, r.header.Get("Allow"), tc.path)
+	}
+	require.Equal(t, http.StatusOK, e.call(t, "HEAD", "/healthz", "", nil).status)
+
+	off := newEnv(t, storeFactories[0], envOptions{
+		selfServe: agentkey.SelfServeOptions{Disabled: true}})
+	off.call(t, "POST", "/signup", "", nil).object(t, http.StatusNotFound)
 }

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -307,6 +310,44 @@ func ParseDuration(s string) (time.Duration, error) {
 			"such as 90s, 30m or 7d", agentkey.ErrDuration, truncate(s, 40))
 	}
 	return d, nil
+}
+
+// checkQuery refuses a query parameter that is not one of allowed, or that
+// is given twice, naming it: a misspelt filter would otherwise be ignored,
+// and the request would select everything.
+func checkQuery(r *http.Request, allowed []string) error {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return invalid("malformed query: %s", truncate(err.Error(), 100))
+	}
+	for _, name := range slices.Sorted(maps.Keys(q)) {
+		switch {
+		case !slices.Contains(allowed, name) && len(allowed) == 0:
+			return invalid("unknown query parameter %q: this route takes none", truncate(name, 40))
+		case !slices.Contains(allowed, name):
+			return invalid("unknown query parameter %q: want %s", truncate(name, 40),
+				strings.Join(allowed, ", "))
+		case len(q[name]) > 1:
+			return invalid("query parameter %q is given %d times: give it once", name,
+				len(q[name]))
+		}
+	}
+	return nil
+}
+
+// queryIDs checks the ids that the named query parameters give, when given.
+func queryIDs(q url.Values, names ...string) error {
+	for _, name := range names {
+		if v := q.Get(name); v != "" {
+			if err := checkID(name, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // queryLimit reads the limit query parameter: def when absent, at most most.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -193,20 +194,26 @@ func (s *Server) routes(reg *prometheus.Registry, selfServe http.Handler) http.H
 	handle := func(pattern string, h http.Handler) {
 		mux.Handle(pattern, s.instrument(pattern, h))
 	}
-	admin := func(pattern string, h handlerFunc) { handle(pattern, s.admin(h)) }
+	// An admin route names the query parameters it takes; any other is
+	// refused, so that a misspelt filter does not select everything.
+	admin := func(pattern string, h handlerFunc, params ...string) {
+		handle(pattern, s.admin(h, params))
+	}
 	decision := func(pattern string, h handlerFunc) { handle(pattern, s.decision(h)) }
+	page := func(params ...string) []string { return append([]string{"after", "limit"}, params...) }
 
 	handle("GET /healthz", http.HandlerFunc(s.healthz))
 	handle("GET /readyz", http.HandlerFunc(s.readyz))
 	handle("GET /metrics", metricsHandler(reg))
 
 	admin("POST /admin/v1/accounts", s.createAccount)
-	admin("GET /admin/v1/accounts", s.listAccounts)
+	admin("GET /admin/v1/accounts", s.listAccounts, page("parent")...)
 	admin("GET /admin/v1/accounts/{id}", s.showAccount)
 	admin("PATCH /admin/v1/accounts/{id}", s.moveAccount)
 
 	admin("POST /admin/v1/keys", s.createKey)
-	admin("GET /admin/v1/keys", s.listKeys)
+	admin("GET /admin/v1/keys", s.listKeys,
+		page("account_id", "kind", "include_revoked")...)
 	admin("GET /admin/v1/keys/{id}", s.showKey)
 	admin("POST /admin/v1/keys/{id}/revoke", s.revokeKey)
 	admin("PATCH /admin/v1/keys/{id}", s.moveKey)
@@ -219,11 +226,12 @@ func (s *Server) routes(reg *prometheus.Registry, selfServe http.Handler) http.H
 	admin("GET /admin/v1/budgets/{owner_kind}/{owner_id}", s.showBudgets)
 	admin("POST /admin/v1/budgets/{budget_id}/adjust", s.adjustBudget)
 
-	admin("GET /admin/v1/holds", s.listHolds)
+	admin("GET /admin/v1/holds", s.listHolds, page("key_id", "account_id", "state")...)
 	admin("GET /admin/v1/holds/{id}", s.showHold)
 	admin("POST /admin/v1/holds/{id}/release", s.releaseHold)
 
-	admin("GET /admin/v1/ledger", s.ledger)
+	admin("GET /admin/v1/ledger", s.ledger, page("key_id", "subject", "account_id",
+		"budget_id", "since", "until", "format")...)
 	admin("GET /admin/v1/audit", s.audit)
 
 	admin("POST /admin/v1/token/rotate", s.rotateAdminToken)
@@ -242,11 +250,46 @@ func (s *Server) routes(reg *prometheus.Registry, selfServe http.Handler) http.H
 			handle(pattern, selfServe)
 		}
 	}
-	handle("/", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusNotFound, errorBody{Error: "not_found", Message: "no such route"})
-	}))
+	return s.limitBody(s.unmatched(mux))
+}
 
-	return s.limitBody(mux)
+// methods are the methods the routes use, in the order an Allow header
+// lists them.
+var methods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+	http.MethodPatch, http.MethodDelete}
+
+// unmatched answers, in JSON, a request that no route takes: 405 with an
+// Allow header when its path has routes for other methods, 404 otherwise.
+// It asks the mux rather than mounting a catch-all, which would turn every
+// wrong method into a 404.
+func (s *Server) unmatched(mux *http.ServeMux) http.Handler {
+	rt := s.metrics.route("unmatched")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		var allow []string
+		for _, m := range methods {
+			other := r.WithContext(r.Context())
+			other.Method = m
+			if _, pattern := mux.Handler(other); pattern != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) == 0 {
+			writeJSON(w, http.StatusNotFound, errorBody{Error: "not_found",
+				Message: "no such route"})
+			rt.observe(start, http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method_not_allowed",
+			Message: fmt.Sprintf("%s is not allowed here; allowed: %s",
+				truncate(r.Method, 20), strings.Join(allow, ", "))})
+		rt.observe(start, http.StatusMethodNotAllowed)
+	})
 }
 
 // handlerFunc is an API handler: it answers the request, or returns an error
@@ -288,8 +331,9 @@ func (s *Server) instrument(pattern string, next http.Handler) http.Handler {
 	})
 }
 
-// admin authenticates a request of the admin API by the admin token.
-func (s *Server) admin(h handlerFunc) http.Handler {
+// admin authenticates a request of the admin API by the admin token, and
+// refuses the query parameters other than params.
+func (s *Server) admin(h handlerFunc, params []string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, ok := agentkey.ParseBearer(r.Header.Get("Authorization"))
 		if !ok {
@@ -303,6 +347,10 @@ func (s *Server) admin(h handlerFunc) http.Handler {
 		}
 		if !valid {
 			writeUnauthorized(w, "invalid admin token")
+			return
+		}
+		if err := checkQuery(r, params); err != nil {
+			s.writeError(w, r, err, adminAPI)
 			return
 		}
 		if err := h(w, r); err != nil {

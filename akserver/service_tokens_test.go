@@ -85,6 +85,7 @@ func TestListServiceTokens(t *testing.T) {
 		tokens, err := akserver.ServiceTokens(ctx, e.store)
 		require.NoError(t, err)
 		require.Len(t, tokens, 3+8)
+		e.adminCall(t, "GET", "/service-tokens?name=x", nil).object(t, http.StatusBadRequest)
 	})
 }
 
