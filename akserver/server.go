@@ -209,6 +209,7 @@ func (s *Server) routes(reg *prometheus.Registry, selfServe http.Handler) http.H
 	admin("POST /admin/v1/accounts", s.createAccount)
 	admin("GET /admin/v1/accounts", s.listAccounts, page("parent")...)
 	admin("GET /admin/v1/accounts/{id}", s.showAccount)
+	admin("GET /admin/v1/accounts/{id}/tree", s.accountTree)
 	admin("PATCH /admin/v1/accounts/{id}", s.moveAccount)
 
 	admin("POST /admin/v1/keys", s.createKey)
