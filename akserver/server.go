@@ -117,6 +117,7 @@ const (
 	logKeyID    = "key_id"
 	logHoldID   = "hold_id"
 	logBudgetID = "budget_id"
+	logSubject  = "subject"
 	logAmount   = "amount"
 	logService  = "service"
 	logErr      = "err"
@@ -239,6 +240,8 @@ func (s *Server) routes(reg *prometheus.Registry, selfServe http.Handler) http.H
 	admin("GET /admin/v1/service-tokens", s.listServiceTokens)
 	admin("POST /admin/v1/service-tokens", s.createServiceToken)
 	admin("DELETE /admin/v1/service-tokens/{name}", s.revokeServiceToken)
+
+	admin("POST /admin/v1/clerk/purge", s.purgeClerk)
 
 	decision("POST /v1/authorize", s.authorize)
 	decision("POST /v1/charge", s.charge)
