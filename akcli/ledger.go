@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentkey-go/agentkey"
+	"github.com/agentkey-go/agentkey/akserver"
 )
 
 func (c *cli) ledgerCommand() *cobra.Command {
@@ -99,6 +100,9 @@ func (c *cli) listLedger(ctx context.Context, a *app, f agentkey.LedgerFilter, a
 				return err
 			}
 		}
+		if err := p.flush(); err != nil {
+			return err
+		}
 		if len(entries) < f.Limit || !all {
 			if err := p.close(); err != nil {
 				return err
@@ -115,19 +119,21 @@ func (c *cli) listLedger(ctx context.Context, a *app, f agentkey.LedgerFilter, a
 
 // entryPrinter writes entries as a table, JSON (one array) or CSV, as they
 // come, so that --all does not keep the whole ledger in memory (a table is
-// aligned per page).
+// aligned per page). The CSV is the admin API's export, byte for byte.
 type entryPrinter struct {
 	w     io.Writer
 	out   format
 	table *table
+	csv   *akserver.LedgerCSV
 	n     int
 }
 
-var entryHeader = []string{"id", "created_at", "op_id", "kind", "budget_id", "key_id",
-	"account_id", "hold_id", "amount", "period_start", "idempotency_key", "metadata"}
-
 func newEntryPrinter(w io.Writer, out format) *entryPrinter {
-	return &entryPrinter{w: w, out: out}
+	p := &entryPrinter{w: w, out: out}
+	if out.csv {
+		p.csv = akserver.NewLedgerCSV(w)
+	}
+	return p
 }
 
 func (p *entryPrinter) print(e agentkey.Entry) error {
@@ -144,11 +150,8 @@ func (p *entryPrinter) print(e agentkey.Entry) error {
 		}
 		_, err = fmt.Fprintf(p.w, "%s  %s", sep, b)
 		return err
-	case p.out.csv:
-		if p.n == 0 {
-			return writeCSV(p.w, entryHeader, [][]string{entryCells(e)})
-		}
-		return writeCSV(p.w, nil, [][]string{entryCells(e)})
+	case p.csv != nil:
+		return p.csv.Write(e)
 	}
 	if p.table == nil {
 		p.table = newTable(p.w, "ID", "TIME", "KIND", "AMOUNT", "BUDGET", "KEY", "ACCOUNT", "HOLD",
@@ -157,6 +160,14 @@ func (p *entryPrinter) print(e agentkey.Entry) error {
 	p.table.row(strconv.FormatInt(e.ID, 10), timeText(e.CreatedAt), string(e.Kind),
 		e.Amount.String(), e.BudgetID, firstOf(e.KeyID, "-"), firstOf(e.AccountID, "-"),
 		firstOf(e.HoldID, "-"), firstOf(metadataText(e.Metadata), "-"))
+	return nil
+}
+
+// flush writes what is buffered, at the end of a page.
+func (p *entryPrinter) flush() error {
+	if p.csv != nil {
+		return p.csv.Flush()
+	}
 	return nil
 }
 
@@ -169,21 +180,12 @@ func (p *entryPrinter) close() error {
 		}
 		_, err := fmt.Fprintln(p.w, "\n]")
 		return err
-	case p.out.csv:
-		if p.n == 0 {
-			return writeCSV(p.w, entryHeader, nil)
-		}
-		return nil
+	case p.csv != nil:
+		return p.csv.Flush()
 	case p.table != nil:
 		return p.table.flush()
 	}
 	return nil
-}
-
-func entryCells(e agentkey.Entry) []string {
-	return []string{strconv.FormatInt(e.ID, 10), optionalTime(e.CreatedAt), e.OpID, string(e.Kind),
-		e.BudgetID, e.KeyID, e.AccountID, e.HoldID, e.Amount.String(), optionalTime(e.PeriodStart),
-		e.IdempotencyKey, metadataText(e.Metadata)}
 }
 
 // metadataText writes metadata as compact JSON, or "" when there is none.

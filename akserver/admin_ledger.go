@@ -1,13 +1,10 @@
 package akserver
 
 import (
-	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/agentkey-go/agentkey"
 )
@@ -105,10 +102,6 @@ func (s *Server) ledger(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// ledgerColumns are the CSV export's columns.
-var ledgerColumns = []string{"id", "created_at", "op_id", "kind", "budget_id", "key_id",
-	"account_id", "hold_id", "amount", "period_start", "idempotency_key", "metadata"}
-
 // ledgerCSV streams the entries f selects, up to limit (0: all), as CSV. A
 // failure after the first page has gone out aborts the response, so that the
 // client sees a broken transfer rather than a short file.
@@ -129,18 +122,15 @@ func (s *Server) ledgerCSV(w http.ResponseWriter, r *http.Request, f agentkey.Le
 	w.Header().Set("Content-Disposition", `attachment; filename="ledger.csv"`)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	cw := csv.NewWriter(w)
-	_ = cw.Write(ledgerColumns)
+	cw := NewLedgerCSV(w)
 
 	written := 0
-	row := make([]string, len(ledgerColumns))
 	for {
 		for _, e := range entries {
-			_ = cw.Write(entryRow(row, e))
+			_ = cw.Write(e) // an error is kept for Flush
 		}
 		written += len(entries)
-		cw.Flush()
-		if err := cw.Error(); err != nil {
+		if err := cw.Flush(); err != nil {
 			return nil // the client went away
 		}
 		_ = http.NewResponseController(w).Flush()
@@ -157,37 +147,6 @@ func (s *Server) ledgerCSV(w http.ResponseWriter, r *http.Request, f agentkey.Le
 			panic(http.ErrAbortHandler)
 		}
 	}
-}
-
-// entryRow fills row with e's columns.
-func entryRow(row []string, e agentkey.Entry) []string {
-	md := ""
-	if e.Metadata != nil {
-		b, _ := json.Marshal(e.Metadata)
-		md = string(b)
-	}
-	row[0] = strconv.FormatInt(e.ID, 10)
-	row[1] = e.CreatedAt.UTC().Format(time.RFC3339Nano)
-	row[2] = e.OpID
-	row[3] = string(e.Kind)
-	row[4] = e.BudgetID
-	row[5] = e.KeyID
-	row[6] = e.AccountID
-	row[7] = e.HoldID
-	row[8] = e.Amount.String()
-	row[9] = e.PeriodStart.UTC().Format(time.RFC3339Nano)
-	row[10] = defuse(e.IdempotencyKey)
-	row[11] = defuse(md)
-	return row
-}
-
-// defuse keeps a spreadsheet from running a caller's text as a formula, by
-// quoting a value that starts like one (OWASP, CSV injection).
-func defuse(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
 }
 
 // auditReport is the answer of GET /admin/v1/audit.
