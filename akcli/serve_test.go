@@ -71,6 +71,18 @@ func (s *server) stop(t *testing.T) int {
 	}
 }
 
+// waitFor polls cond until it holds, failing the test after startTimeout.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", startTimeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestServe(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		client := &http.Client{Transport: &http.Transport{}}
@@ -119,6 +131,14 @@ func TestServeRefusesBadSettings(t *testing.T) {
 		{"--hold-ttl", "-5m"},
 		{"--sweep-interval", "soon"},
 		{"--addr", "127.0.0.1:0", "extra"},
+		{"--max-hold-ttl", "0s"},
+		{"--read-timeout", "never"},
+		{"--service-token-cache-ttl", "-1s"},
+		{"--client-ip-header", "X Forwarded For"},
+		{"--clerk-machine-secret-key", "sk_machine"},
+		{"--clerk-disable-cache"},
+		{"--clerk-secret-key", "sk_test_x", "--clerk-cache-size", "0"},
+		{"--clerk-secret-key", "sk_test_x", "--clerk-timeout", "-1s"},
 	} {
 		r := sqliteEnv(t).run(append([]string{"serve"}, args...)...)
 		require.Equal(t, ExitUsage, r.code, "%v\n%s", args, r.stderr)
@@ -149,7 +169,10 @@ func TestServeHTTPLetsRequestsInFlightFinish(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	served := make(chan error, 1)
-	go func() { served <- serveHTTP(ctx, ln, h, slog.New(slog.DiscardHandler), time.Hour) }()
+	go func() {
+		served <- serveHTTP(ctx, ln, h, slog.New(slog.DiscardHandler), defaultHTTPTimeouts,
+			time.Hour)
+	}()
 
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
@@ -188,7 +211,10 @@ func TestServeHTTPCutsOffAfterGrace(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(t.Context())
 	served := make(chan error, 1)
-	go func() { served <- serveHTTP(ctx, ln, h, slog.New(slog.DiscardHandler), time.Millisecond) }()
+	go func() {
+		served <- serveHTTP(ctx, ln, h, slog.New(slog.DiscardHandler), defaultHTTPTimeouts,
+			time.Millisecond)
+	}()
 
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()

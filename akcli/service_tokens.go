@@ -43,8 +43,9 @@ alone.`,
 	revoke := &cobra.Command{
 		Use:   "revoke NAME",
 		Short: "Revoke a service token",
-		Long: `Revoke a service token. Running servers keep accepting it for up to 30
-seconds, the time they cache a verified token.`,
+		Long: `Revoke a service token. Running servers keep accepting it for up to their
+--service-token-cache-ttl (30 seconds by default), the time they trust a
+verified token.`,
 		Args: args("name"),
 	}
 	revoke.RunE = func(cmd *cobra.Command, argv []string) error {
