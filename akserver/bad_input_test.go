@@ -2,9 +2,12 @@ package akserver_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -75,8 +78,13 @@ func TestBadInput(t *testing.T) {
 				"amount"},
 			{"BudgetLimitMissing", "PUT /admin/v1/budgets/key/" + ck.ID + "/day", `{}`, 400,
 				"limit"},
+			// Limits that would change the key's budget of 1 a day if applied.
 			{"BudgetPeriodInBody", "PUT /admin/v1/budgets/key/" + ck.ID + "/day",
-				`{"limit": "1", "period": "week"}`, 400, `unknown field "period"`},
+				`{"limit": "5", "period": "week"}`, 400, `unknown field "period"`},
+			{"BudgetBadAnchor", "PUT /admin/v1/budgets/key/" + ck.ID + "/day",
+				`{"limit": "7", "anchor": "tomorrow"}`, 400, "anchor"},
+			{"BudgetBadPeriodInPath", "PUT /admin/v1/budgets/key/" + ck.ID + "/year",
+				`{"limit": "7"}`, 400, "period"},
 			{"BadEstimate", "POST /v1/authorize",
 				`{"credential": "` + sec + `", "estimate": "-1"}`, 400, "estimate"},
 			{"BadHoldTTL", "POST /v1/authorize",
@@ -133,21 +141,51 @@ func TestBadInput(t *testing.T) {
 	})
 }
 
-// state is what a refused request must not change.
+// state is what a refused request must not change: the ledger, every key
+// and account with its budgets (limits, anchors, used and held), the holds,
+// and the settings that keep the tokens.
 type state struct {
-	entries, keys, accounts int
-	holds                   []agentkey.Hold
+	entries  int
+	keys     []agentkey.Key
+	accounts []agentkey.Account
+	holds    []agentkey.Hold
+	settings map[string]string
 }
 
 func snapshot(t *testing.T, e *env) state {
 	ctx := context.Background()
 	keys, err := e.svc.Keys(ctx, agentkey.KeyFilter{IncludeRevoked: true, Limit: 1000})
 	require.NoError(t, err)
+	for i := range keys {
+		keys[i].LastUsedAt = time.Time{} // written in the background after a use
+	}
 	accounts, err := e.svc.Accounts(ctx, "", "", 1000)
 	require.NoError(t, err)
 	holds, err := e.svc.Holds(ctx, agentkey.HoldFilter{Limit: 1000})
 	require.NoError(t, err)
-	return state{entries: len(e.ledger(t)), keys: len(keys), accounts: len(accounts), holds: holds}
+
+	// A Store cannot list settings: read those the server writes.
+	settings := map[string]string{}
+	read := func(name string) string {
+		v, err := e.store.Setting(ctx, name)
+		if errors.Is(err, agentkey.ErrNotFound) {
+			return "<none>"
+		}
+		require.NoError(t, err)
+		settings[name] = v
+		return v
+	}
+	read("akserver.admin_token.sha256")
+	hash := read("akserver.service_token.name.test-service")
+	read("akserver.service_token.hash." + hash)
+	read("akserver.service_token.created.test-service")
+	for n := 0; ; n++ {
+		if read(fmt.Sprintf("akserver.service_token.slot.%d", n)) == "<none>" {
+			break
+		}
+	}
+	return state{entries: len(e.ledger(t)), keys: keys, accounts: accounts, holds: holds,
+		settings: settings}
 }
 
 // TestUnmatchedRoutes answers JSON: 404 for a path no route has, 405 with

@@ -116,6 +116,14 @@ type reply struct {
 // otherwise; nil sends none.
 func (e *env) call(t testing.TB, method, path, token string, body any) reply {
 	t.Helper()
+	rep, err := e.do(method, path, token, body)
+	require.NoError(t, err)
+	return rep
+}
+
+// do is call returning an error rather than failing the test, for
+// goroutines other than the test's.
+func (e *env) do(method, path, token string, body any) (reply, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -123,20 +131,28 @@ func (e *env) call(t testing.TB, method, path, token string, body any) reply {
 		rd = strings.NewReader(b)
 	default:
 		raw, err := json.Marshal(b)
-		require.NoError(t, err)
+		if err != nil {
+			return reply{}, err
+		}
 		rd = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequest(method, e.ts.URL+path, rd)
-	require.NoError(t, err)
+	if err != nil {
+		return reply{}, err
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	res, err := e.client.Do(req)
-	require.NoError(t, err)
+	if err != nil {
+		return reply{}, err
+	}
 	defer res.Body.Close()
 	raw, err := io.ReadAll(res.Body)
-	require.NoError(t, err)
-	return reply{status: res.StatusCode, header: res.Header, body: raw}
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{status: res.StatusCode, header: res.Header, body: raw}, nil
 }
 
 // adminCall calls the admin API with the admin token.
