@@ -197,6 +197,16 @@ func (s *Service) sweepExhausted(ctx context.Context, budgets []Budget) bool {
 	return s.releaseExpired(ctx, held)
 }
 
+// OpenHolds returns how many holds are open across every process that shares
+// the store, and how much they hold.
+func (s *Service) OpenHolds(ctx context.Context) (HoldStats, error) {
+	st, err := s.store.OpenHolds(ctx)
+	if err != nil {
+		return HoldStats{}, fmt.Errorf("open holds: %w", err)
+	}
+	return st, nil
+}
+
 // Holds lists holds in id order.
 func (s *Service) Holds(ctx context.Context, f HoldFilter) ([]Hold, error) {
 	if f.Limit <= 0 {

@@ -2,6 +2,7 @@ package agentkey
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -69,6 +70,28 @@ func ParseEntryKind(s string) (EntryKind, error) {
 		}
 	}
 	return "", fmt.Errorf("%w: unknown ledger entry kind %q", ErrInvalidArgument, truncate(s, 40))
+}
+
+// ParseEntryKinds parses a comma-separated list of kinds, as the admin API
+// and the CLI take it; "money" stands for MoneyKinds. The empty string is no
+// kind, which filters nothing.
+func ParseEntryKinds(s string) ([]EntryKind, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var kinds []EntryKind
+	for name := range strings.SplitSeq(s, ",") {
+		if name == "money" {
+			kinds = append(kinds, MoneyKinds...)
+			continue
+		}
+		k, err := ParseEntryKind(name)
+		if err != nil {
+			return nil, err
+		}
+		kinds = append(kinds, k)
+	}
+	return kinds, nil
 }
 
 // CountsAsUsed reports whether entries of kind k add up to a budget's used

@@ -1,6 +1,7 @@
 package agentkey
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,7 +35,8 @@ type SelfServeOptions struct {
 
 	// SignupRate is how many signups one client address may make per hour;
 	// more are refused with 429 and Retry-After. Defaults to 10; a negative
-	// value removes the limit.
+	// value removes the limit. Each process counts on its own: servers
+	// sharing a database allow that many each.
 	SignupRate int
 
 	// ClientAddr returns the address a signup counts against. Defaults to
@@ -98,7 +100,8 @@ const (
 //
 // DELETE /sdk-keys/{id} revokes a key of the caller's account, the caller
 // included; any other id is 404, so that an account cannot learn another's
-// key ids. A revoked or expired caller is refused with 401; one that is over
+// key ids. It takes no body: anything but an empty one or {} is 400, and
+// nothing is revoked. A revoked or expired caller is refused with 401; one that is over
 // budget may still use these routes.
 //
 // Bad input is refused with 400 {"error": "invalid_request", "message": ...},
@@ -453,6 +456,9 @@ func (h *selfServe) attenuateExpiry(caller Key, req mintRequest) (time.Time, str
 }
 
 func (h *selfServe) revoke(w http.ResponseWriter, r *http.Request) {
+	if !noBody(w, r) {
+		return
+	}
 	caller, ok := h.caller(w, r)
 	if !ok {
 		return
@@ -519,6 +525,34 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	writeInvalid(w, describeJSONError(err))
 	return false
+}
+
+// noBody refuses a body on a route that takes none: only an empty body,
+// whitespace or {} pass, since a client that sent more meant something, and
+// acting on a request that was not understood is worse than refusing it. On
+// failure it answers the request and returns false.
+func noBody(w http.ResponseWriter, r *http.Request) bool {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSelfServeBody))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		writeTooLarge(w)
+		return false
+	case err != nil:
+		writeInvalid(w, "the body could not be read")
+		return false
+	}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return true
+	}
+	if raw[0] != '{' {
+		writeInvalid(w, "this route takes no body: send none, or {}")
+		return false
+	}
+	r.Body = io.NopCloser(bytes.NewReader(raw))
+	var none struct{}
+	return decodeBody(w, r, &none) // names an unknown field
 }
 
 func writeTooLarge(w http.ResponseWriter) {

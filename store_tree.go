@@ -81,6 +81,10 @@ type treeStore interface {
 	// Holds lists holds in id order.
 	Holds(ctx context.Context, f HoldFilter) ([]Hold, error)
 
+	// OpenHolds returns the number of open holds and the sum of their
+	// amounts, expired ones not yet released included.
+	OpenHolds(ctx context.Context) (HoldStats, error)
+
 	// ExpiredHolds returns the ids of up to limit open holds whose expiry is
 	// at or before now, oldest expiry first; when budgetIDs is not empty, only
 	// holds on at least one of those budgets. A limit of 0 or less means 100.
@@ -107,6 +111,12 @@ type KeyFilter struct {
 	After string
 	// Limit caps the number of keys. Defaults to 100.
 	Limit int
+}
+
+// HoldStats counts open holds.
+type HoldStats struct {
+	Count  int64 `json:"count"`
+	Amount Money `json:"amount"`
 }
 
 // HoldFilter selects holds for Store.Holds. Zero fields do not filter.

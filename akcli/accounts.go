@@ -3,23 +3,25 @@ package akcli
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/agentkey-go/agentkey"
+	"github.com/agentkey-go/agentkey/akserver"
 )
 
 func (c *cli) accountsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "accounts",
-		Short: "Create, list, show and move the accounts of the budget tree",
+		Short: "Create, list, show, draw and move the accounts of the budget tree",
 		Long: `Accounts are the nodes of the budget tree: an organisation, its teams, a
 customer. Every charge must fit the budgets of the key and of each account from
 its own up to the root.`,
 	}
 	group(cmd)
 	cmd.AddCommand(c.accountsCreateCommand(), c.accountsListCommand(), c.accountsShowCommand(),
-		c.accountsMoveCommand())
+		c.accountsTreeCommand(), c.accountsMoveCommand())
 	return cmd
 }
 
@@ -135,6 +137,108 @@ func (c *cli) accountsShowCommand() *cobra.Command {
 		})
 	}
 	return cmd
+}
+
+func (c *cli) accountsTreeCommand() *cobra.Command {
+	var out format
+	cmd := &cobra.Command{
+		Use:   "tree [ACCOUNT_ID]",
+		Short: "Draw an account's path and subtree, or every tree",
+		Long: `Draw the budget tree: with an account id, the accounts above it (its path
+to the root) and every account under it; without one, every root with its
+subtree. Each line shows an account's budgets as used/limit period. At most
+10000 accounts are drawn.`,
+		Example: `  agentkey accounts tree
+  agentkey accounts tree team_search --json`,
+		Args: func(cmd *cobra.Command, argv []string) error {
+			if len(argv) > 1 {
+				return usagef("%s: unexpected argument %q", cmd.CommandPath(), argv[1])
+			}
+			return nil
+		},
+	}
+	out.register(flagSet(cmd), false)
+	cmd.RunE = func(cmd *cobra.Command, argv []string) error {
+		return c.withApp(cmd.Context(), func(a *app) error {
+			if len(argv) == 0 {
+				forest, truncated, err := akserver.ReadAccountForest(cmd.Context(), a.svc)
+				if err != nil {
+					return err
+				}
+				if out.json {
+					return printJSON(c.stdout, forest)
+				}
+				return c.printForest(forest, truncated)
+			}
+			tree, err := akserver.ReadAccountTree(cmd.Context(), a.svc, argv[0])
+			if err != nil {
+				return inputError(err)
+			}
+			if out.json {
+				return printJSON(c.stdout, tree)
+			}
+			return c.printTree(tree)
+		})
+	}
+	return cmd
+}
+
+// printTree draws an account's path above it and its subtree below it,
+// the account itself marked with an asterisk.
+func (c *cli) printTree(t akserver.AccountTree) error {
+	for depth, a := range t.Path {
+		if _, err := fmt.Fprintln(c.stdout, treeLine(depth, a, false)); err != nil {
+			return err
+		}
+	}
+	self := []akserver.AccountNode{t.Account}
+	if err := drawNodes(c.stdout, len(t.Path), self, t.Account.ID); err != nil {
+		return err
+	}
+	if t.Truncated {
+		fmt.Fprintf(c.stderr, "(truncated: only %d accounts are drawn)\n", akserver.MaxTreeAccounts)
+	}
+	return nil
+}
+
+// printForest draws every tree.
+func (c *cli) printForest(roots []akserver.AccountNode, truncated bool) error {
+	if len(roots) == 0 {
+		_, err := fmt.Fprintln(c.stdout, "no accounts")
+		return err
+	}
+	if err := drawNodes(c.stdout, 0, roots, ""); err != nil {
+		return err
+	}
+	if truncated {
+		fmt.Fprintf(c.stderr, "(truncated: only %d accounts are drawn)\n", akserver.MaxTreeAccounts)
+	}
+	return nil
+}
+
+// drawNodes writes nodes and their subtrees, indented by depth.
+func drawNodes(w io.Writer, depth int, nodes []akserver.AccountNode, mark string) error {
+	for _, n := range nodes {
+		if _, err := fmt.Fprintln(w, treeLine(depth, n.Account, n.ID == mark)); err != nil {
+			return err
+		}
+		if err := drawNodes(w, depth+1, n.Children, mark); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// treeLine is an account's line in a tree: "  team_ml (ML)  5/50 day".
+func treeLine(depth int, a agentkey.Account, marked bool) string {
+	line := strings.Repeat("  ", depth) + a.ID
+	if marked {
+		line += " *"
+	}
+	if a.Name != "" {
+		line += " (" + a.Name + ")"
+	}
+	return line + "  " + budgetSummary(a.Budgets)
 }
 
 func (c *cli) accountsMoveCommand() *cobra.Command {

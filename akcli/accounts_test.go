@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/agentkey-go/agentkey"
+	"github.com/agentkey-go/agentkey/akserver"
 )
 
 func TestAccountsAndBudgets(t *testing.T) {
@@ -41,6 +42,26 @@ func TestAccountsAndBudgets(t *testing.T) {
 			"moved team_search under org_acme")
 		r = e.run("accounts", "move", "team_search")
 		require.Equal(t, ExitUsage, r.code)
+
+		// The tree: every root with its subtree, or one account's path and
+		// subtree, the account marked.
+		e.ok("accounts", "create", "squad_rank", "--parent", "team_search", "--name", "Ranking")
+		require.Equal(t, generated.ID+"  -\n"+
+			"org_acme (Acme)  0/1000 month\n"+
+			"  team_search  0/200 week\n"+
+			"    squad_rank (Ranking)  -\n", e.ok("accounts", "tree"))
+		require.Equal(t, "org_acme (Acme)  0/1000 month\n"+
+			"  team_search *  0/200 week\n"+
+			"    squad_rank (Ranking)  -\n", e.ok("accounts", "tree", "team_search"))
+		var tree akserver.AccountTree
+		e.json(&tree, "accounts", "tree", "squad_rank")
+		require.Len(t, tree.Path, 2)
+		require.Equal(t, "squad_rank", tree.Account.ID)
+		require.Empty(t, tree.Account.Children)
+		r = e.run("accounts", "tree", "nobody")
+		require.Equal(t, ExitError, r.code)
+		require.Contains(t, r.stderr, "not found")
+		require.Equal(t, ExitUsage, e.run("accounts", "tree", "a", "b").code)
 
 		// Budgets of a key: set, replace, show, adjust, remove.
 		var ck agentkey.CreatedKey

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 )
 
@@ -85,18 +86,49 @@ func TestExitCodes(t *testing.T) {
 	}
 }
 
+// TestHelpListsEveryEnvVar walks every flag of serve, its own and those
+// of every command: each is a setting with an environment variable, which
+// --help names, and whose default --help states unless it is empty.
 func TestHelpListsEveryEnvVar(t *testing.T) {
 	t.Parallel()
 	e := sqliteEnv(t)
+	help := e.ok("serve", "--help")
 
-	out := e.ok("serve", "--help")
-	for _, v := range []string{"DATABASE_URL", "AGENTKEY_DB", "AGENTKEY_ADDR", "AGENTKEY_LOG_FORMAT",
-		"AGENTKEY_LOG_LEVEL", "AGENTKEY_TABLE_PREFIX", "AGENTKEY_PG_SCHEMA", "AGENTKEY_KEY_PREFIX",
-		"AGENTKEY_HOLD_TTL", "AGENTKEY_SWEEP_INTERVAL", "CLERK_SECRET_KEY", "CLERK_API_URL",
-		"AGENTKEY_SIGNUP_SCOPES", "AGENTKEY_SIGNUP_BUDGET", "AGENTKEY_SIGNUP_EXPIRY",
-		"AGENTKEY_SIGNUP_RATE", "AGENTKEY_TIME_ZONE"} {
-		require.Contains(t, out, "(env "+v+")")
+	root := (&cli{getenv: e.getenv}).rootCommand()
+	serve, _, err := root.Find([]string{"serve"})
+	require.NoError(t, err)
+	seen := map[string]string{}
+	check := func(f *pflag.Flag) {
+		if f.Name == "help" {
+			return
+		}
+		env := f.Annotations[envAnnotation]
+		require.Len(t, env, 1, "--%s has no environment variable", f.Name)
+		require.NotContains(t, seen, env[0], "--%s and --%s share %s", f.Name, seen[env[0]],
+			env[0])
+		seen[env[0]] = f.Name
+
+		line := helpLine(t, help, "--"+f.Name+" ")
+		require.Contains(t, line, "(env "+env[0]+")", "--%s", f.Name)
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "[]" {
+			require.Contains(t, line, "(default ", "--%s states its default", f.Name)
+		}
 	}
+	serve.LocalFlags().VisitAll(check)
+	serve.InheritedFlags().VisitAll(check)
+	require.Greater(t, len(seen), 30)
+}
+
+// helpLine returns the line of help that starts with flag, after spaces.
+func helpLine(t *testing.T, help, flag string) string {
+	t.Helper()
+	for line := range strings.SplitSeq(help, "\n") {
+		if strings.HasPrefix(strings.TrimLeft(line, " "), flag) {
+			return line
+		}
+	}
+	t.Fatalf("--help does not list %s", flag)
+	return ""
 }
 
 func TestSettingsFromEnvironment(t *testing.T) {

@@ -8,13 +8,13 @@
 //
 //	agentkey serve
 //	agentkey keys create|list|show|revoke|move
-//	agentkey accounts create|list|show|move
+//	agentkey accounts create|list|show|tree|move
 //	agentkey budgets set|show|remove|adjust
 //	agentkey usage [--json|--csv]
 //	agentkey ledger list|audit
 //	agentkey holds list|show|release
 //	agentkey admin-token rotate
-//	agentkey service-tokens create|revoke
+//	agentkey service-tokens create|list|revoke
 //	agentkey migrate
 //	agentkey version
 //
@@ -28,8 +28,10 @@
 // database before it starts.
 //
 // Amounts are decimal strings ("12.50", "0.0004"); durations take agentkey's
-// units ("30m", "7d", "1mo") or Go's ("90s"); periods are none, day, week or
-// month.
+// units ("30m", "7d", "1mo") or Go's ("90s"), as the HTTP APIs do
+// (akserver.ParseDuration); periods are none, day, week or month. CSV output
+// quotes text that a spreadsheet would run as a formula, and "ledger list
+// --csv" writes what the admin API's export does (akserver.LedgerCSV).
 //
 // # Exit codes
 //

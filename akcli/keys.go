@@ -46,7 +46,7 @@ SHA-256 hash is stored.`,
 	fs.StringVar(&p.DelegatedBy, "delegated-by", "", "who authorised the key, for an agent's key")
 	fs.StringSliceVar(&scopes, "scopes", nil, "comma-separated scopes (default: unlimited)")
 	budgets := budgetFlags(fs, "key")
-	fs.Var(durationValue{&expires}, "expires", "expire after this long, such as 30m, 7d or 1mo "+
+	fs.Var(durationValue{d: &expires}, "expires", "expire after this long, such as 30m, 7d or 1mo "+
 		"(default: never)")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "print only the secret")
 	out.register(fs, false)

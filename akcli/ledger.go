@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/agentkey-go/agentkey"
+	"github.com/agentkey-go/agentkey/akserver"
 )
 
 func (c *cli) ledgerCommand() *cobra.Command {
@@ -27,6 +29,7 @@ func (c *cli) ledgerListCommand() *cobra.Command {
 		f            agentkey.LedgerFilter
 		subject      string
 		since, until string
+		kinds        string
 		all          bool
 		out          format
 	)
@@ -34,7 +37,8 @@ func (c *cli) ledgerListCommand() *cobra.Command {
 		Use:   "list [flags]",
 		Short: "List ledger entries, oldest first",
 		Long: `List ledger entries, oldest first: charges, holds, releases, settlements,
-overruns, period resets and adjustments. With --all, every page is listed;
+overruns, period resets and adjustments, and the changes of accounts and
+budgets (--kind money leaves those out). With --all, every page is listed;
 with --csv, the output suits a spreadsheet.`,
 		Example: `  agentkey ledger list --key key_0641... --since 2025-01-01
   agentkey ledger list --account acct_1 --all --csv > ledger.csv`,
@@ -46,6 +50,8 @@ with --csv, the output suits a spreadsheet.`,
 		"only entries of this external subject (such as a Clerk user_ id)")
 	fs.StringVar(&f.AccountID, "account", "", "only entries of this account")
 	fs.StringVar(&f.BudgetID, "budget", "", "only entries of this budget")
+	fs.StringVar(&kinds, "kind", "",
+		`only entries of these kinds, comma-separated (charge, settle, ...), or "money"`)
 	fs.StringVar(&since, "since", "", "only entries at or after this time (RFC 3339 or a date)")
 	fs.StringVar(&until, "until", "", "only entries before this time (RFC 3339 or a date)")
 	fs.Int64Var(&f.AfterID, "after", 0, "start after this entry id (the next page)")
@@ -64,6 +70,9 @@ with --csv, the output suits a spreadsheet.`,
 			return usagef("give at most one of --key and --subject")
 		}
 		var err error
+		if f.Kinds, err = agentkey.ParseEntryKinds(kinds); err != nil {
+			return usagef("--kind: %v", strings.TrimPrefix(err.Error(), "invalid argument: "))
+		}
 		if f.Since, err = parseTime("since", since); err != nil {
 			return err
 		}
@@ -99,6 +108,9 @@ func (c *cli) listLedger(ctx context.Context, a *app, f agentkey.LedgerFilter, a
 				return err
 			}
 		}
+		if err := p.flush(); err != nil {
+			return err
+		}
 		if len(entries) < f.Limit || !all {
 			if err := p.close(); err != nil {
 				return err
@@ -115,19 +127,21 @@ func (c *cli) listLedger(ctx context.Context, a *app, f agentkey.LedgerFilter, a
 
 // entryPrinter writes entries as a table, JSON (one array) or CSV, as they
 // come, so that --all does not keep the whole ledger in memory (a table is
-// aligned per page).
+// aligned per page). The CSV is the admin API's export, byte for byte.
 type entryPrinter struct {
 	w     io.Writer
 	out   format
 	table *table
+	csv   *akserver.LedgerCSV
 	n     int
 }
 
-var entryHeader = []string{"id", "created_at", "op_id", "kind", "budget_id", "key_id",
-	"account_id", "hold_id", "amount", "period_start", "idempotency_key", "metadata"}
-
 func newEntryPrinter(w io.Writer, out format) *entryPrinter {
-	return &entryPrinter{w: w, out: out}
+	p := &entryPrinter{w: w, out: out}
+	if out.csv {
+		p.csv = akserver.NewLedgerCSV(w)
+	}
+	return p
 }
 
 func (p *entryPrinter) print(e agentkey.Entry) error {
@@ -144,11 +158,8 @@ func (p *entryPrinter) print(e agentkey.Entry) error {
 		}
 		_, err = fmt.Fprintf(p.w, "%s  %s", sep, b)
 		return err
-	case p.out.csv:
-		if p.n == 0 {
-			return writeCSV(p.w, entryHeader, [][]string{entryCells(e)})
-		}
-		return writeCSV(p.w, nil, [][]string{entryCells(e)})
+	case p.csv != nil:
+		return p.csv.Write(e)
 	}
 	if p.table == nil {
 		p.table = newTable(p.w, "ID", "TIME", "KIND", "AMOUNT", "BUDGET", "KEY", "ACCOUNT", "HOLD",
@@ -157,6 +168,14 @@ func (p *entryPrinter) print(e agentkey.Entry) error {
 	p.table.row(strconv.FormatInt(e.ID, 10), timeText(e.CreatedAt), string(e.Kind),
 		e.Amount.String(), e.BudgetID, firstOf(e.KeyID, "-"), firstOf(e.AccountID, "-"),
 		firstOf(e.HoldID, "-"), firstOf(metadataText(e.Metadata), "-"))
+	return nil
+}
+
+// flush writes what is buffered, at the end of a page.
+func (p *entryPrinter) flush() error {
+	if p.csv != nil {
+		return p.csv.Flush()
+	}
 	return nil
 }
 
@@ -169,21 +188,12 @@ func (p *entryPrinter) close() error {
 		}
 		_, err := fmt.Fprintln(p.w, "\n]")
 		return err
-	case p.out.csv:
-		if p.n == 0 {
-			return writeCSV(p.w, entryHeader, nil)
-		}
-		return nil
+	case p.csv != nil:
+		return p.csv.Flush()
 	case p.table != nil:
 		return p.table.flush()
 	}
 	return nil
-}
-
-func entryCells(e agentkey.Entry) []string {
-	return []string{strconv.FormatInt(e.ID, 10), optionalTime(e.CreatedAt), e.OpID, string(e.Kind),
-		e.BudgetID, e.KeyID, e.AccountID, e.HoldID, e.Amount.String(), optionalTime(e.PeriodStart),
-		e.IdempotencyKey, metadataText(e.Metadata)}
 }
 
 // metadataText writes metadata as compact JSON, or "" when there is none.

@@ -3,12 +3,15 @@ package akcli
 import (
 	"encoding/csv"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/agentkey-go/agentkey"
+	"github.com/agentkey-go/agentkey/akserver"
 	"github.com/agentkey-go/agentkey/aksqlite"
 )
 
@@ -77,24 +80,43 @@ func TestUsageLedgerAndHolds(t *testing.T) {
 		require.Len(t, entries, 13)
 		e.json(&entries, "ledger", "list", "--account", "acct_2")
 		require.Len(t, entries, 2, "the key's budget set, and its charge")
+		e.json(&entries, "ledger", "list", "--account", "acct_2", "--kind", "money")
+		require.Len(t, entries, 1)
+		require.Equal(t, agentkey.EntryCharge, entries[0].Kind)
+		e.json(&entries, "ledger", "list", "--kind", "account_created,budget_set")
+		require.Len(t, entries, 4, "the account, and the budgets of the account and two keys")
+		r := e.run("ledger", "list", "--kind", "charges")
+		require.Equal(t, ExitUsage, r.code)
+		require.Contains(t, r.stderr, `unknown ledger entry kind "charges"`)
 		e.json(&entries, "ledger", "list", "--since", "2000-01-01", "--until", "2001-01-01")
 		require.Empty(t, entries)
 
-		r := e.run("ledger", "list", "--key", ck.Key.ID, "--limit", "5")
+		r = e.run("ledger", "list", "--key", ck.Key.ID, "--limit", "5")
 		require.Equal(t, ExitOK, r.code)
 		require.Contains(t, r.stderr, "--after ")
 		require.Contains(t, r.stdout, `{"model":"small"}`)
 
-		records, err = csv.NewReader(strings.NewReader(
-			e.ok("ledger", "list", "--csv", "--all", "--limit", "4"))).ReadAll()
-		require.NoError(t, err)
-		require.Len(t, records, 1+17, "the header, 13 entries of money, and the account's "+
-			"creation and the budgets set on it and on the two keys")
-		require.Equal(t, entryHeader, records[0])
-		records, err = csv.NewReader(strings.NewReader(
-			e.ok("ledger", "list", "--csv", "--budget", "bud_none"))).ReadAll()
-		require.NoError(t, err)
-		require.Equal(t, [][]string{entryHeader}, records, "an empty CSV still has its header")
+		// The CSV, read as lines: a header, then a line per entry, none blank
+		// (csv.Reader would skip blank lines), across pages with --all.
+		e.json(&entries, "ledger", "list", "--all")
+		out := e.ok("ledger", "list", "--csv", "--all", "--limit", "4")
+		lines := strings.Split(out, "\n")
+		require.Len(t, lines, 1+17+1, "%q", out)
+		require.Equal(t, strings.Join(akserver.LedgerColumns, ","), lines[0])
+		require.Empty(t, lines[len(lines)-1], "the output ends with a newline")
+		for i, line := range lines[1 : len(lines)-1] {
+			require.NotEmpty(t, line, "line %d", i+2)
+			cells, err := csv.NewReader(strings.NewReader(line)).Read()
+			require.NoError(t, err, line)
+			require.Equal(t, strconv.FormatInt(entries[i].ID, 10), cells[0])
+			at, err := time.Parse(time.RFC3339Nano, cells[1])
+			require.NoError(t, err)
+			require.True(t, entries[i].CreatedAt.Equal(at), "full precision: %s", cells[1])
+		}
+		require.Equal(t, "id,created_at,op_id,kind,budget_id,key_id,account_id,hold_id,amount,"+
+			"period_start,idempotency_key,metadata\n",
+			e.ok("ledger", "list", "--csv", "--budget", "bud_none"),
+			"an empty CSV still has its header")
 
 		// holds: list, show, release, release again.
 		var holds []agentkey.Hold
@@ -115,6 +137,28 @@ func TestUsageLedgerAndHolds(t *testing.T) {
 		require.True(t, report.Clean())
 		require.Equal(t, 3, report.Budgets)
 	})
+}
+
+// TestLedgerCSVDefusesFormulas quotes a caller's text that a spreadsheet
+// would run as a formula, as the admin API's export does.
+func TestLedgerCSVDefusesFormulas(t *testing.T) {
+	t.Parallel()
+	e := sqliteEnv(t)
+	var ck agentkey.CreatedKey
+	e.json(&ck, "keys", "create", "--account", "=acct", "--budget", "10")
+	_, err := e.service().TrackUsage(t.Context(), ck.Secret, agentkey.Cent,
+		agentkey.WithIdempotencyKey("=cmd|' /C calc'!A0"))
+	require.NoError(t, err)
+
+	lines := strings.Split(strings.TrimSuffix(e.ok("ledger", "list", "--csv", "--kind", "charge"),
+		"\n"), "\n")
+	require.Len(t, lines, 2)
+	require.Contains(t, lines[1], ",'=acct,")
+	require.Contains(t, lines[1], `,'=cmd|' /C calc'!A0,`)
+	require.Contains(t, lines[1], ",0.01,", "amounts are left as they are")
+
+	usage := e.ok("usage", "--csv")
+	require.Contains(t, usage, ",'=acct,")
 }
 
 func TestAuditDrift(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/agentkey-go/agentkey"
+	"github.com/agentkey-go/agentkey/akserver"
 )
 
 // format is how a command prints what it lists: a table for people, JSON or
@@ -59,15 +60,23 @@ func (t *table) row(cells ...string) {
 
 func (t *table) flush() error { return t.tw.Flush() }
 
-// writeCSV writes a header and rows as CSV.
-func writeCSV(w io.Writer, header []string, rows [][]string) error {
+// writeCSV writes a header and rows as CSV. The columns numbered in text
+// hold text of the users' (names, ids), which is quoted where a spreadsheet
+// would run it as a formula, as the ledger's export does.
+func writeCSV(w io.Writer, header []string, rows [][]string, text ...int) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(header); err != nil {
 		return err
 	}
-	if err := cw.WriteAll(rows); err != nil {
-		return err
+	for _, row := range rows {
+		for _, i := range text {
+			row[i] = akserver.SafeCSVCell(row[i])
+		}
+		if err := cw.Write(row); err != nil {
+			return err
+		}
 	}
+	cw.Flush()
 	return cw.Error()
 }
 

@@ -18,57 +18,115 @@ import (
 	"github.com/agentkey-go/agentkey/akserver"
 )
 
-// The HTTP server's timeouts. A request's headers must arrive within
-// readHeaderTimeout and its body within readTimeout, which keeps slow clients
-// from holding connections; writeTimeout is long because a CSV export of the
-// ledger streams every page in one response.
-const (
-	readHeaderTimeout = 10 * time.Second
-	readTimeout       = time.Minute
-	writeTimeout      = 10 * time.Minute
-	idleTimeout       = 2 * time.Minute
-)
-
 // serveSettings are the settings of "agentkey serve".
 type serveSettings struct {
 	addr            string
 	holdTTL         time.Duration
+	maxHoldTTL      time.Duration
 	sweepInterval   time.Duration
 	shutdownTimeout time.Duration
 	maxBodyBytes    int64
+	tokenCacheTTL   time.Duration
+	http            httpTimeouts
 
-	clerkSecretKey string
-	clerkAPIURL    string
-	clerkScopes    []string
-	clerkBudgets   []string
+	clerkSecretKey     string
+	clerkMachineKey    string
+	clerkAPIURL        string
+	clerkScopes        []string
+	clerkBudgets       []string
+	clerkTimeout       time.Duration
+	clerkCacheTTL      time.Duration
+	clerkNegativeTTL   time.Duration
+	clerkCacheSize     int
+	clerkCacheDisabled bool
 
-	selfServeOff  bool
-	signupScopes  []string
-	signupBudgets []string
-	signupExpiry  time.Duration
-	signupRate    int
+	selfServeOff   bool
+	signupScopes   []string
+	signupBudgets  []string
+	signupExpiry   time.Duration
+	signupRate     int
+	clientIPHeader string
+}
+
+// httpTimeouts are the HTTP server's timeouts. A request's headers must
+// arrive within readHeader and its body within read, which keeps slow
+// clients from holding connections; write is long because a CSV export of
+// the ledger streams every page in one response.
+type httpTimeouts struct {
+	readHeader, read, write, idle time.Duration
+}
+
+// defaultHTTPTimeouts are the defaults of the --*-timeout flags.
+var defaultHTTPTimeouts = httpTimeouts{
+	readHeader: 10 * time.Second,
+	read:       time.Minute,
+	write:      10 * time.Minute,
+	idle:       2 * time.Minute,
 }
 
 func (s *serveSettings) register(fs *pflag.FlagSet) {
 	fs.StringVar(&s.addr, "addr", ":8080", "address to listen on; port 0 picks a free port")
 	setting(fs, "addr", "AGENTKEY_ADDR")
-	s.holdTTL = 5 * time.Minute
-	fs.Var(durationValue{&s.holdTTL}, "hold-ttl",
+	durationFlag(fs, &s.holdTTL, 5*time.Minute, "hold-ttl", "AGENTKEY_HOLD_TTL",
 		"how long a hold lives unsettled before it is released, unless a request says")
-	setting(fs, "hold-ttl", "AGENTKEY_HOLD_TTL")
-	s.sweepInterval = 30 * time.Second
-	fs.Var(durationValue{&s.sweepInterval}, "sweep-interval", "how often expired holds are released")
-	setting(fs, "sweep-interval", "AGENTKEY_SWEEP_INTERVAL")
-	s.shutdownTimeout = 30 * time.Second
-	fs.Var(durationValue{&s.shutdownTimeout}, "shutdown-timeout",
+	durationFlag(fs, &s.maxHoldTTL, akserver.DefaultMaxHoldTTL, "max-hold-ttl",
+		"AGENTKEY_MAX_HOLD_TTL", "longest hold_ttl a request of the decision API may ask for")
+	durationFlag(fs, &s.sweepInterval, 30*time.Second, "sweep-interval",
+		"AGENTKEY_SWEEP_INTERVAL", "how often expired holds are released")
+	durationFlag(fs, &s.shutdownTimeout, 30*time.Second, "shutdown-timeout",
+		"AGENTKEY_SHUTDOWN_TIMEOUT",
 		"how long requests in flight may take to finish after SIGINT or SIGTERM")
-	setting(fs, "shutdown-timeout", "AGENTKEY_SHUTDOWN_TIMEOUT")
 	fs.Int64Var(&s.maxBodyBytes, "max-body-bytes", 64<<10, "largest request body; larger get 413")
 	setting(fs, "max-body-bytes", "AGENTKEY_MAX_BODY_BYTES")
+	s.tokenCacheTTL = akserver.DefaultServiceTokenTTL
+	fs.Var(durationValue{d: &s.tokenCacheTTL, zero: true}, "service-token-cache-ttl",
+		"how long a verified service token is trusted without reading the database; "+
+			"a token revoked through another process works that long. 0 turns the cache off")
+	setting(fs, "service-token-cache-ttl", "AGENTKEY_SERVICE_TOKEN_CACHE_TTL")
 
+	d := defaultHTTPTimeouts
+	durationFlag(fs, &s.http.readHeader, d.readHeader, "read-header-timeout",
+		"AGENTKEY_READ_HEADER_TIMEOUT", "how long a client may take to send a request's headers")
+	durationFlag(fs, &s.http.read, d.read, "read-timeout", "AGENTKEY_READ_TIMEOUT",
+		"how long a client may take to send a whole request")
+	durationFlag(fs, &s.http.write, d.write, "write-timeout", "AGENTKEY_WRITE_TIMEOUT",
+		"how long an answer may take, from the end of the request's headers; "+
+			"long enough for a CSV export of the ledger")
+	durationFlag(fs, &s.http.idle, d.idle, "idle-timeout", "AGENTKEY_IDLE_TIMEOUT",
+		"how long a keep-alive connection may wait for its next request")
+
+	s.registerClerk(fs)
+
+	fs.BoolVar(&s.selfServeOff, "disable-self-serve", false,
+		"turn off the self-serve routes (/signup, /sdk-keys)")
+	setting(fs, "disable-self-serve", "AGENTKEY_DISABLE_SELF_SERVE")
+	fs.StringSliceVar(&s.signupScopes, "signup-scopes", nil,
+		"comma-separated scopes of the keys POST /signup mints (default: none)")
+	setting(fs, "signup-scopes", "AGENTKEY_SIGNUP_SCOPES")
+	fs.StringSliceVar(&s.signupBudgets, "signup-budget", nil,
+		"limits of each signup's account, as AMOUNT/PERIOD, or \"none\" for no limit "+
+			"(default 1/day)")
+	setting(fs, "signup-budget", "AGENTKEY_SIGNUP_BUDGET")
+	durationFlag(fs, &s.signupExpiry, 24*time.Hour, "signup-expiry", "AGENTKEY_SIGNUP_EXPIRY",
+		"how long a signup key lives")
+	fs.IntVar(&s.signupRate, "signup-rate", 10,
+		"signups per client address per hour, counted in this process; -1 for no limit")
+	setting(fs, "signup-rate", "AGENTKEY_SIGNUP_RATE")
+	fs.StringVar(&s.clientIPHeader, "client-ip-header", "",
+		"header in which a reverse proxy in front gives the client's address, such as "+
+			"X-Forwarded-For (its last address counts), for --signup-rate (default: none, "+
+			"the connection's address); set it only behind a proxy that always sets it")
+	setting(fs, "client-ip-header", "AGENTKEY_CLIENT_IP_HEADER")
+}
+
+// registerClerk registers the settings of the Clerk verifier.
+func (s *serveSettings) registerClerk(fs *pflag.FlagSet) {
 	fs.StringVar(&s.clerkSecretKey, "clerk-secret-key", "",
 		"Clerk secret key; enables Clerk API keys and M2M tokens in the decision API")
 	setting(fs, "clerk-secret-key", akclerk.EnvSecretKey)
+	fs.StringVar(&s.clerkMachineKey, "clerk-machine-secret-key", "",
+		"a Clerk machine's secret key, to verify M2M tokens with instead of --clerk-secret-key")
+	setting(fs, "clerk-machine-secret-key", envClerkMachineSecretKey)
 	fs.StringVar(&s.clerkAPIURL, "clerk-api-url", "",
 		"base URL of Clerk's Backend API (default https://api.clerk.com/v1)")
 	setting(fs, "clerk-api-url", akclerk.EnvAPIURL)
@@ -78,22 +136,35 @@ func (s *serveSettings) register(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&s.clerkBudgets, "clerk-subject-budget", nil,
 		"limits of a Clerk subject seen for the first time, as AMOUNT/PERIOD (default: no limit)")
 	setting(fs, "clerk-subject-budget", "AGENTKEY_CLERK_SUBJECT_BUDGET")
+	durationFlag(fs, &s.clerkTimeout, akclerk.DefaultTimeout, "clerk-timeout",
+		"AGENTKEY_CLERK_TIMEOUT", "longest wait for one answer of Clerk; past it, the request "+
+			"is refused")
+	durationFlag(fs, &s.clerkCacheTTL, akclerk.DefaultCacheTTL, "clerk-cache-ttl",
+		"AGENTKEY_CLERK_CACHE_TTL", "how long Clerk's word that a credential is valid is reused; "+
+			"a credential revoked in Clerk works that long unless purged")
+	durationFlag(fs, &s.clerkNegativeTTL, akclerk.DefaultNegativeCacheTTL,
+		"clerk-negative-cache-ttl", "AGENTKEY_CLERK_NEGATIVE_CACHE_TTL",
+		"how long Clerk's refusal of a credential is reused; capped at --clerk-cache-ttl")
+	fs.IntVar(&s.clerkCacheSize, "clerk-cache-size", akclerk.DefaultCacheSize,
+		"most valid credentials the Clerk cache keeps (and a quarter as many refused ones)")
+	setting(fs, "clerk-cache-size", "AGENTKEY_CLERK_CACHE_SIZE")
+	fs.BoolVar(&s.clerkCacheDisabled, "clerk-disable-cache", false,
+		"ask Clerk on every request (concurrent requests for one credential share a call)")
+	setting(fs, "clerk-disable-cache", "AGENTKEY_CLERK_DISABLE_CACHE")
+}
 
-	fs.BoolVar(&s.selfServeOff, "disable-self-serve", false,
-		"turn off the self-serve routes (/signup, /sdk-keys)")
-	setting(fs, "disable-self-serve", "AGENTKEY_DISABLE_SELF_SERVE")
-	fs.StringSliceVar(&s.signupScopes, "signup-scopes", nil,
-		"comma-separated scopes of the keys POST /signup mints (default: none)")
-	setting(fs, "signup-scopes", "AGENTKEY_SIGNUP_SCOPES")
-	fs.StringSliceVar(&s.signupBudgets, "signup-budget", nil,
-		"limits of each signup's account, as AMOUNT/PERIOD, or \"none\" for no limit (default 1/day)")
-	setting(fs, "signup-budget", "AGENTKEY_SIGNUP_BUDGET")
-	s.signupExpiry = 24 * time.Hour
-	fs.Var(durationValue{&s.signupExpiry}, "signup-expiry", "how long a signup key lives")
-	setting(fs, "signup-expiry", "AGENTKEY_SIGNUP_EXPIRY")
-	fs.IntVar(&s.signupRate, "signup-rate", 10,
-		"signups per client address per hour; -1 for no limit")
-	setting(fs, "signup-rate", "AGENTKEY_SIGNUP_RATE")
+// envClerkMachineSecretKey holds a Clerk machine's secret key, as Clerk's
+// own SDKs name it.
+const envClerkMachineSecretKey = "CLERK_MACHINE_SECRET_KEY"
+
+// durationFlag registers a positive duration flag with its default and the
+// environment variable that also sets it.
+func durationFlag(fs *pflag.FlagSet, d *time.Duration, def time.Duration, name, env,
+	usage string,
+) {
+	*d = def
+	fs.Var(durationValue{d: d}, name, usage)
+	setting(fs, name, env)
 }
 
 // selfServeOptions returns the self-serve options the settings ask for.
@@ -103,6 +174,17 @@ func (s *serveSettings) selfServeOptions() (agentkey.SelfServeOptions, error) {
 		SignupScopes: s.signupScopes,
 		SignupExpiry: s.signupExpiry,
 		SignupRate:   s.signupRate,
+	}
+	if h := strings.TrimSpace(s.clientIPHeader); h != "" {
+		notToken := func(r rune) bool {
+			return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' ||
+				r == '-')
+		}
+		if strings.ContainsFunc(h, notToken) {
+			return opts, usagef("--client-ip-header %q: want a header name such as X-Forwarded-For",
+				h)
+		}
+		opts.ClientAddr = akserver.ClientAddrFromHeader(h)
 	}
 	switch {
 	case s.signupRate == 0 || s.signupRate < -1:
@@ -190,8 +272,8 @@ func (c *cli) serve(ctx context.Context, s *serveSettings) error {
 	if s.maxBodyBytes <= 0 {
 		return usagef("--max-body-bytes %d: want a positive number", s.maxBodyBytes)
 	}
-	if s.clerkAPIURL != "" && s.clerkSecretKey == "" {
-		return usagef("--clerk-api-url needs --clerk-secret-key")
+	if err := s.checkClerk(); err != nil {
+		return err
 	}
 	clerkDefaults, err := s.clerkDefaults()
 	if err != nil {
@@ -207,21 +289,35 @@ func (c *cli) serve(ctx context.Context, s *serveSettings) error {
 	var verifier *akclerk.Verifier
 	if s.clerkSecretKey != "" {
 		verifier, err = akclerk.NewVerifier(akclerk.VerifierConfig{
-			SecretKey: s.clerkSecretKey, APIURL: s.clerkAPIURL, Logger: a.log,
+			SecretKey:        s.clerkSecretKey,
+			MachineSecretKey: s.clerkMachineKey,
+			APIURL:           s.clerkAPIURL,
+			Timeout:          s.clerkTimeout,
+			CacheTTL:         s.clerkCacheTTL,
+			NegativeCacheTTL: min(s.clerkNegativeTTL, s.clerkCacheTTL),
+			CacheSize:        s.clerkCacheSize,
+			DisableCache:     s.clerkCacheDisabled,
+			Logger:           a.log,
 		})
 		if err != nil {
 			return usagef("clerk: %w", err)
 		}
 		defer verifier.Close()
 	}
+	tokenTTL := s.tokenCacheTTL
+	if tokenTTL == 0 {
+		tokenTTL = -1 // akserver's "no cache"
+	}
 	srv, err := akserver.New(akserver.Config{
-		Service:       a.svc,
-		Clerk:         verifier,
-		ClerkDefaults: clerkDefaults,
-		Logger:        a.log,
-		SelfServe:     selfServe,
-		MaxBodyBytes:  s.maxBodyBytes,
-		Version:       version(),
+		Service:         a.svc,
+		Clerk:           verifier,
+		ClerkDefaults:   clerkDefaults,
+		Logger:          a.log,
+		SelfServe:       selfServe,
+		MaxBodyBytes:    s.maxBodyBytes,
+		MaxHoldTTL:      s.maxHoldTTL,
+		ServiceTokenTTL: tokenTTL,
+		Version:         version(),
 	})
 	if err != nil {
 		return usageError{err}
@@ -261,21 +357,45 @@ func (c *cli) serve(ctx context.Context, s *serveSettings) error {
 		<-swept
 	}()
 
-	return serveHTTP(ctx, ln, srv.Handler(), a.log, s.shutdownTimeout)
+	return serveHTTP(ctx, ln, srv.Handler(), a.log, s.http, s.shutdownTimeout)
+}
+
+// checkClerk refuses Clerk settings without a Clerk secret key, which would
+// otherwise be ignored, and a cache size that is not positive.
+func (s *serveSettings) checkClerk() error {
+	if s.clerkSecretKey != "" {
+		if s.clerkCacheSize < 1 {
+			return usagef("--clerk-cache-size %d: want a positive number", s.clerkCacheSize)
+		}
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"clerk-api-url", s.clerkAPIURL != ""},
+		{"clerk-machine-secret-key", s.clerkMachineKey != ""},
+		{"clerk-disable-cache", s.clerkCacheDisabled},
+	} {
+		if f.set {
+			return usagef("--%s needs --clerk-secret-key", f.name)
+		}
+	}
+	return nil
 }
 
 // serveHTTP serves h on ln until ctx is done, then shuts down gracefully:
 // it stops accepting connections and waits up to grace for the requests in
 // flight to finish. Requests are not canceled by ctx.
 func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger,
-	grace time.Duration,
+	timeouts httpTimeouts, grace time.Duration,
 ) error {
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
+		ReadHeaderTimeout: timeouts.readHeader,
+		ReadTimeout:       timeouts.read,
+		WriteTimeout:      timeouts.write,
+		IdleTimeout:       timeouts.idle,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}

@@ -2,6 +2,7 @@ package akcli
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -71,6 +72,18 @@ func (s *server) stop(t *testing.T) int {
 	}
 }
 
+// waitFor polls cond until it holds, failing the test after startTimeout.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", startTimeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestServe(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *env) {
 		client := &http.Client{Transport: &http.Transport{}}
@@ -119,6 +132,14 @@ func TestServeRefusesBadSettings(t *testing.T) {
 		{"--hold-ttl", "-5m"},
 		{"--sweep-interval", "soon"},
 		{"--addr", "127.0.0.1:0", "extra"},
+		{"--max-hold-ttl", "0s"},
+		{"--read-timeout", "never"},
+		{"--service-token-cache-ttl", "-1s"},
+		{"--client-ip-header", "X Forwarded For"},
+		{"--clerk-machine-secret-key", "sk_machine"},
+		{"--clerk-disable-cache"},
+		{"--clerk-secret-key", "sk_test_x", "--clerk-cache-size", "0"},
+		{"--clerk-secret-key", "sk_test_x", "--clerk-timeout", "-1s"},
 	} {
 		r := sqliteEnv(t).run(append([]string{"serve"}, args...)...)
 		require.Equal(t, ExitUsage, r.code, "%v\n%s", args, r.stderr)
@@ -133,10 +154,15 @@ func TestServeRefusesBadSettings(t *testing.T) {
 	require.Contains(t, r.stderr, "listen")
 }
 
+// TestServeHTTPLetsRequestsInFlightFinish holds a request in its handler
+// until the shutdown has begun (the listener refuses new connections and the
+// server says it is waiting), then lets it go on: it completes with its full
+// answer, and only then does the server stop.
 func TestServeHTTPLetsRequestsInFlightFinish(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	addr := ln.Addr().String()
 
 	entered, release := make(chan struct{}), make(chan struct{})
 	requestErr := make(chan error, 1)
@@ -146,34 +172,52 @@ func TestServeHTTPLetsRequestsInFlightFinish(t *testing.T) {
 		requestErr <- r.Context().Err()
 		_, _ = io.WriteString(w, "finished")
 	})
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	served := make(chan error, 1)
-	go func() { served <- serveHTTP(ctx, ln, h, slog.New(slog.DiscardHandler), time.Hour) }()
+	go func() { served <- serveHTTP(ctx, ln, h, log, defaultHTTPTimeouts, time.Hour) }()
 
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
 	answered := make(chan string, 1)
 	go func() {
-		resp, err := client.Get("http://" + ln.Addr().String())
+		resp, err := client.Get("http://" + addr)
 		if err != nil {
 			answered <- err.Error()
 			return
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		answered <- string(body)
+		answered <- fmt.Sprintf("%d %s", resp.StatusCode, body)
 	}()
 
 	<-entered
 	cancel() // SIGTERM
+	waitFor(t, "the shutdown to begin", func() bool {
+		return strings.Contains(logs.String(), "shutting down")
+	})
+	waitFor(t, "the listener to close", func() bool {
+		conn, err := net.Dial("tcp", addr)
+		if err == nil {
+			conn.Close()
+		}
+		return err != nil
+	})
+	select {
+	case err := <-served:
+		t.Fatalf("the server stopped with a request in flight: %v", err)
+	case got := <-answered:
+		t.Fatalf("the request was answered before it was let go: %s", got)
+	default:
+	}
+
 	close(release)
-	require.Equal(t, "finished", <-answered)
+	require.Equal(t, "200 finished", <-answered)
 	require.NoError(t, <-requestErr, "shutting down does not cancel requests")
 	require.NoError(t, <-served)
-
-	_, err = net.Dial("tcp", ln.Addr().String())
-	require.Error(t, err, "the listener is closed")
+	require.Contains(t, logs.String(), "stopped")
 }
 
 func TestServeHTTPCutsOffAfterGrace(t *testing.T) {
@@ -188,7 +232,10 @@ func TestServeHTTPCutsOffAfterGrace(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(t.Context())
 	served := make(chan error, 1)
-	go func() { served <- serveHTTP(ctx, ln, h, slog.New(slog.DiscardHandler), time.Millisecond) }()
+	go func() {
+		served <- serveHTTP(ctx, ln, h, slog.New(slog.DiscardHandler), defaultHTTPTimeouts,
+			time.Millisecond)
+	}()
 
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()

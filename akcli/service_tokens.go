@@ -11,7 +11,7 @@ import (
 func (c *cli) serviceTokensCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "service-tokens",
-		Short: "Create and revoke the tokens that services use for the decision API",
+		Short: "Create, list and revoke the tokens that services use for the decision API",
 		Long: `A service token authenticates a service calling the decision API (/v1/...).
 Each has a name; create one per calling service, so that one can be revoked
 alone.`,
@@ -43,8 +43,9 @@ alone.`,
 	revoke := &cobra.Command{
 		Use:   "revoke NAME",
 		Short: "Revoke a service token",
-		Long: `Revoke a service token. Running servers keep accepting it for up to 30
-seconds, the time they cache a verified token.`,
+		Long: `Revoke a service token. Running servers keep accepting it for up to their
+--service-token-cache-ttl (30 seconds by default), the time they trust a
+verified token.`,
 		Args: args("name"),
 	}
 	revoke.RunE = func(cmd *cobra.Command, argv []string) error {
@@ -57,6 +58,35 @@ seconds, the time they cache a verified token.`,
 		})
 	}
 
-	cmd.AddCommand(create, revoke)
+	var out format
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the live service tokens by name, with when each was made",
+		Long: `List the live service tokens by name, with when each was made. A token is
+shown once, when it is made, and only its hash is kept: neither is listed.`,
+		Args: args(),
+	}
+	out.register(flagSet(list), false)
+	list.RunE = func(cmd *cobra.Command, _ []string) error {
+		return c.withApp(cmd.Context(), func(a *app) error {
+			tokens, err := akserver.ServiceTokens(cmd.Context(), a.store)
+			if err != nil {
+				return err
+			}
+			if out.json {
+				if tokens == nil {
+					tokens = []akserver.ServiceToken{}
+				}
+				return printJSON(c.stdout, tokens)
+			}
+			t := newTable(c.stdout, "NAME", "CREATED")
+			for _, tok := range tokens {
+				t.row(tok.Name, timeText(tok.CreatedAt))
+			}
+			return t.flush()
+		})
+	}
+
+	cmd.AddCommand(create, list, revoke)
 	return cmd
 }

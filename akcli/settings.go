@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/agentkey-go/agentkey"
+	"github.com/agentkey-go/agentkey/akserver"
 )
 
 // envAnnotation marks a flag with the environment variable that sets it.
@@ -150,17 +151,31 @@ func (v moneyValue) Set(s string) error {
 func (moneyValue) Type() string { return "amount" }
 
 // durationValue is a flag holding a positive duration, in agentkey's units
-// ("30m", "7d", "1mo") or Go's ("90s", "1h30m").
-type durationValue struct{ d *time.Duration }
+// ("30m", "7d", "1mo") or Go's ("90s", "1h30m"), as akserver.ParseDuration
+// reads them; with zero set, "0" is allowed too.
+type durationValue struct {
+	d    *time.Duration
+	zero bool
+}
 
 func (v durationValue) String() string {
-	if v.d == nil || *v.d == 0 {
+	if v.d == nil {
+		return ""
+	}
+	if *v.d == 0 {
+		if v.zero {
+			return "0"
+		}
 		return ""
 	}
 	return agentkey.FormatDuration(*v.d)
 }
 
 func (v durationValue) Set(s string) error {
+	if v.zero && strings.TrimSpace(s) == "0" {
+		*v.d = 0
+		return nil
+	}
 	d, err := parseDuration(s)
 	if err != nil {
 		return err
@@ -171,12 +186,10 @@ func (v durationValue) Set(s string) error {
 
 func (durationValue) Type() string { return "duration" }
 
+// parseDuration parses a duration as the admin and decision APIs do.
 func parseDuration(s string) (time.Duration, error) {
-	if d, err := agentkey.ParseDuration(s); err == nil {
-		return d, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
+	d, err := akserver.ParseDuration(s)
+	if err != nil {
 		return 0, fmt.Errorf("duration %q: want a positive number and a unit "+
 			"(s, m, h, d, w or mo), such as 90s, 30m or 7d", s)
 	}

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/agentkey-go/agentkey/akserver"
 )
 
 func TestTokens(t *testing.T) {
@@ -29,5 +31,19 @@ func TestTokens(t *testing.T) {
 		require.Equal(t, ExitError, r.code)
 		require.Contains(t, r.stderr, "not found")
 		e.ok("service-tokens", "create", "billing") // a revoked name can be used again
+
+		// list: live tokens by name and creation time, never a token.
+		e.ok("service-tokens", "create", "gone")
+		e.ok("service-tokens", "revoke", "gone")
+		out = e.ok("service-tokens", "list")
+		require.Regexp(t, `(?m)^NAME\s+CREATED\n`+
+			`billing\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n`+
+			`search\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n$`, out)
+		require.NotContains(t, out, "aksvc_")
+		var tokens []akserver.ServiceToken
+		e.json(&tokens, "service-tokens", "list")
+		require.Len(t, tokens, 2)
+		require.Equal(t, "billing", tokens[0].Name)
+		require.False(t, tokens[0].CreatedAt.IsZero())
 	})
 }

@@ -155,7 +155,7 @@ func (c *cli) printUsage(rows []usageRow, out format) error {
 			optionalTime(r.PeriodStart), optionalTime(r.ResetAt)})
 	}
 	if out.csv {
-		return writeCSV(c.stdout, header, cells)
+		return writeCSV(c.stdout, header, cells, 1, 2, 3, 4)
 	}
 
 	t := newTable(c.stdout, "OWNER", "ACCOUNT", "NAME", "PERIOD", "LIMIT", "USED", "HELD",

@@ -251,3 +251,13 @@ func (s *Store) ExpiredHolds(ctx context.Context, now time.Time, budgetIDs []str
 	}
 	return ids, nil
 }
+
+// OpenHolds counts the open holds and adds up their amounts, through the
+// partial index of open holds.
+func (s *Store) OpenHolds(ctx context.Context) (agentkey.HoldStats, error) {
+	var count, amount int64
+	if err := s.pool.QueryRow(ctx, s.sql.openHolds).Scan(&count, &amount); err != nil {
+		return agentkey.HoldStats{}, fmt.Errorf("count open holds: %w", err)
+	}
+	return agentkey.HoldStats{Count: count, Amount: agentkey.Money(amount)}, nil
+}

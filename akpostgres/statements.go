@@ -58,7 +58,7 @@ type statements struct {
 	insertMeter, ownerAccount                     string
 	insertHold, lockHold, lockHoldBudgets         string
 	closeHold, holdByID, selectHolds              string
-	expiredHolds, expiredHoldsOn                  string
+	expiredHolds, expiredHoldsOn, openHolds       string
 	settingByName, insertSetting, upsertSetting   string
 }
 
@@ -360,6 +360,8 @@ SELECT ` + holdColumns + ` FROM {{table "holds"}} WHERE id = $1`},
 		// Holds appends its WHERE clause to this.
 		{&q.selectHolds, "selectHolds", `
 SELECT ` + holdColumns + ` FROM {{table "holds"}}`},
+		{&q.openHolds, "openHolds", `
+SELECT count(*), coalesce(sum(amount), 0)::bigint FROM {{table "holds"}} WHERE state = 'open'`},
 		{&q.expiredHolds, "expiredHolds", `
 SELECT id FROM {{table "holds"}}
 WHERE state = 'open' AND expires_at <= $1

@@ -54,6 +54,9 @@ func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := queryIDs(q, "parent", "after"); err != nil {
+		return err
+	}
 	as, err := s.svc.Accounts(r.Context(), q.Get("parent"), q.Get("after"), limit)
 	if err != nil {
 		return err
@@ -193,6 +196,9 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := queryIDs(q, "account_id", "after"); err != nil {
+		return err
+	}
 	f := agentkey.KeyFilter{AccountID: q.Get("account_id"), Kind: q.Get("kind"),
 		After: q.Get("after"), Limit: limit}
 	if v := q.Get("include_revoked"); v != "" {
@@ -245,6 +251,9 @@ func (s *Server) readKey(ctx context.Context, q agentkey.KeyQuery) (agentkey.Key
 }
 
 func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
+	if err := noBody(r); err != nil {
+		return err
+	}
 	k, err := s.svc.Revoke(r.Context(), r.PathValue("id"), "")
 	if err != nil {
 		return err

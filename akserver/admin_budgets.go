@@ -51,6 +51,9 @@ func (s *Server) removeBudget(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := noBody(r); err != nil {
+		return err
+	}
 	p, err := agentkey.ParsePeriod(r.PathValue("period"))
 	if err != nil {
 		return invalid("period: %v", err)
@@ -138,6 +141,9 @@ func (s *Server) listHolds(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := queryIDs(q, "key_id", "account_id", "after"); err != nil {
+		return err
+	}
 	f := agentkey.HoldFilter{KeyID: q.Get("key_id"), AccountID: q.Get("account_id"),
 		State: agentkey.HoldState(q.Get("state")), After: q.Get("after"), Limit: limit}
 	switch f.State {
@@ -171,6 +177,9 @@ func (s *Server) showHold(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) releaseHold(w http.ResponseWriter, r *http.Request) error {
+	if err := noBody(r); err != nil {
+		return err
+	}
 	res, err := s.svc.Release(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err

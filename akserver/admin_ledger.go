@@ -1,13 +1,10 @@
 package akserver
 
 import (
-	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/agentkey-go/agentkey"
 )
@@ -23,19 +20,33 @@ type ledgerPage struct {
 const csvPageSize = 1000
 
 // ledger answers GET /admin/v1/ledger: entries filtered by key_id (or
-// subject), account_id, budget_id, since and until (RFC 3339), paged by after
+// subject), account_id, budget_id, kind (comma-separated kinds, or "money"
+// for the entries that move money), since and until (RFC 3339), paged by after
 // and limit, as JSON, or as CSV with ?format=csv or Accept: text/csv. The CSV
 // export streams every page; limit, if given, caps its rows.
 func (s *Server) ledger(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
+	if err := queryIDs(q, "key_id", "account_id", "budget_id"); err != nil {
+		return err
+	}
+	if len(q.Get("subject")) > 255 {
+		return invalid("subject must be at most 255 bytes")
+	}
 	f := agentkey.LedgerFilter{KeyID: q.Get("key_id"), AccountID: q.Get("account_id"),
 		BudgetID: q.Get("budget_id")}
-	var err error
+	kinds, err := agentkey.ParseEntryKinds(q.Get("kind"))
+	if err != nil {
+		return invalid("kind: %s", strings.TrimPrefix(err.Error(), "invalid argument: "))
+	}
+	f.Kinds = kinds
 	if f.Since, err = parseTime("since", q.Get("since")); err != nil {
 		return err
 	}
 	if f.Until, err = parseTime("until", q.Get("until")); err != nil {
 		return err
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
+		return invalid("since must be before until")
 	}
 	if v := q.Get("after"); v != "" {
 		if f.AfterID, err = strconv.ParseInt(v, 10, 64); err != nil || f.AfterID < 0 {
@@ -96,10 +107,6 @@ func (s *Server) ledger(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// ledgerColumns are the CSV export's columns.
-var ledgerColumns = []string{"id", "created_at", "op_id", "kind", "budget_id", "key_id",
-	"account_id", "hold_id", "amount", "period_start", "idempotency_key", "metadata"}
-
 // ledgerCSV streams the entries f selects, up to limit (0: all), as CSV. A
 // failure after the first page has gone out aborts the response, so that the
 // client sees a broken transfer rather than a short file.
@@ -120,18 +127,15 @@ func (s *Server) ledgerCSV(w http.ResponseWriter, r *http.Request, f agentkey.Le
 	w.Header().Set("Content-Disposition", `attachment; filename="ledger.csv"`)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	cw := csv.NewWriter(w)
-	_ = cw.Write(ledgerColumns)
+	cw := NewLedgerCSV(w)
 
 	written := 0
-	row := make([]string, len(ledgerColumns))
 	for {
 		for _, e := range entries {
-			_ = cw.Write(entryRow(row, e))
+			_ = cw.Write(e) // an error is kept for Flush
 		}
 		written += len(entries)
-		cw.Flush()
-		if err := cw.Error(); err != nil {
+		if err := cw.Flush(); err != nil {
 			return nil // the client went away
 		}
 		_ = http.NewResponseController(w).Flush()
@@ -150,37 +154,6 @@ func (s *Server) ledgerCSV(w http.ResponseWriter, r *http.Request, f agentkey.Le
 	}
 }
 
-// entryRow fills row with e's columns.
-func entryRow(row []string, e agentkey.Entry) []string {
-	md := ""
-	if e.Metadata != nil {
-		b, _ := json.Marshal(e.Metadata)
-		md = string(b)
-	}
-	row[0] = strconv.FormatInt(e.ID, 10)
-	row[1] = e.CreatedAt.UTC().Format(time.RFC3339Nano)
-	row[2] = e.OpID
-	row[3] = string(e.Kind)
-	row[4] = e.BudgetID
-	row[5] = e.KeyID
-	row[6] = e.AccountID
-	row[7] = e.HoldID
-	row[8] = e.Amount.String()
-	row[9] = e.PeriodStart.UTC().Format(time.RFC3339Nano)
-	row[10] = defuse(e.IdempotencyKey)
-	row[11] = defuse(md)
-	return row
-}
-
-// defuse keeps a spreadsheet from running a caller's text as a formula, by
-// quoting a value that starts like one (OWASP, CSV injection).
-func defuse(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
-}
-
 // auditReport is the answer of GET /admin/v1/audit.
 type auditReport struct {
 	agentkey.AuditReport
@@ -194,52 +167,5 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, auditReport{AuditReport: rep, Clean: rep.Clean()})
-	return nil
-}
-
-// tokenAnswer carries a token, shown this once.
-type tokenAnswer struct {
-	Name  string `json:"name,omitempty"`
-	Token string `json:"token"`
-}
-
-func (s *Server) rotateAdminToken(w http.ResponseWriter, r *http.Request) error {
-	token, err := RotateAdminToken(r.Context(), s.store)
-	if err != nil {
-		return err
-	}
-	s.log.InfoContext(r.Context(), "admin token rotated")
-	writeJSON(w, http.StatusOK, tokenAnswer{Token: token})
-	return nil
-}
-
-// serviceTokenRequest is the body of POST /admin/v1/service-tokens.
-type serviceTokenRequest struct {
-	Name string `json:"name"`
-}
-
-func (s *Server) createServiceToken(w http.ResponseWriter, r *http.Request) error {
-	var req serviceTokenRequest
-	if err := decode(r, &req); err != nil {
-		return err
-	}
-	token, err := CreateServiceToken(r.Context(), s.store, req.Name)
-	if err != nil {
-		return err
-	}
-	s.log.InfoContext(r.Context(), "service token created", logService, req.Name)
-	writeJSON(w, http.StatusCreated, tokenAnswer{Name: req.Name, Token: token})
-	return nil
-}
-
-func (s *Server) revokeServiceToken(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("name")
-	hash, err := revokeServiceToken(r.Context(), s.store, name)
-	if err != nil {
-		return err
-	}
-	s.tokens.forget(hash)
-	s.log.InfoContext(r.Context(), "service token revoked", logService, name)
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -2,9 +2,12 @@ package akserver_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -75,13 +78,21 @@ func TestBadInput(t *testing.T) {
 				"amount"},
 			{"BudgetLimitMissing", "PUT /admin/v1/budgets/key/" + ck.ID + "/day", `{}`, 400,
 				"limit"},
+			// Limits that would change the key's budget of 1 a day if applied.
 			{"BudgetPeriodInBody", "PUT /admin/v1/budgets/key/" + ck.ID + "/day",
-				`{"limit": "1", "period": "week"}`, 400, `unknown field "period"`},
+				`{"limit": "5", "period": "week"}`, 400, `unknown field "period"`},
+			{"BudgetBadAnchor", "PUT /admin/v1/budgets/key/" + ck.ID + "/day",
+				`{"limit": "7", "anchor": "tomorrow"}`, 400, "anchor"},
+			{"BudgetBadPeriodInPath", "PUT /admin/v1/budgets/key/" + ck.ID + "/year",
+				`{"limit": "7"}`, 400, "period"},
 			{"BadEstimate", "POST /v1/authorize",
 				`{"credential": "` + sec + `", "estimate": "-1"}`, 400, "estimate"},
 			{"BadHoldTTL", "POST /v1/authorize",
-				`{"credential": "` + sec + `", "estimate": "1", "hold_ttl": "5s"}`, 400,
+				`{"credential": "` + sec + `", "estimate": "0.1", "hold_ttl": "5 s"}`, 400,
 				"hold_ttl"},
+			{"IdempotencyKeyWithoutEstimate", "POST /v1/authorize",
+				`{"credential": "` + sec + `", "idempotency_key": "req-1"}`, 400,
+				"idempotency_key applies to a hold"},
 			{"LongHoldTTL", "POST /v1/authorize",
 				`{"credential": "` + sec + `", "estimate": "1", "hold_ttl": "2d"}`, 400,
 				"hold_ttl"},
@@ -101,6 +112,12 @@ func TestBadInput(t *testing.T) {
 				400, "amount"},
 			{"ReleaseExtraField", "POST /v1/release", `{"hold_id": "` + hold + `", "amount": "1"}`,
 				400, `unknown field "amount"`},
+			{"ReleaseLongIdempotencyKey", "POST /v1/release", `{"hold_id": "` + hold + `", ` +
+				`"idempotency_key": "` + strings.Repeat("i", 256) + `"}`, 400, "idempotency_key"},
+			{"MisspeltLedgerFilter", "GET /admin/v1/ledger?acount_id=acct_1", "", 400,
+				`unknown query parameter "acount_id"`},
+			{"RevokeWithBody", "POST /admin/v1/keys/" + ck.ID + "/revoke", `{"reason": "x"}`, 400,
+				"no body"},
 			{"BadMetadata", "POST /v1/charge",
 				`{"key_id": "k", "amount": "1", "metadata": {"": "empty key"}}`, 400, "metadata"},
 			{"MoveAccountNull", "PATCH /admin/v1/accounts/acct_1", `{"parent_id": null}`, 400,
@@ -124,28 +141,77 @@ func TestBadInput(t *testing.T) {
 	})
 }
 
-// state is what a refused request must not change.
+// state is what a refused request must not change: the ledger, every key
+// and account with its budgets (limits, anchors, used and held), the holds,
+// and the settings that keep the tokens.
 type state struct {
-	entries, keys, accounts int
-	holds                   []agentkey.Hold
+	entries  int
+	keys     []agentkey.Key
+	accounts []agentkey.Account
+	holds    []agentkey.Hold
+	settings map[string]string
 }
 
 func snapshot(t *testing.T, e *env) state {
 	ctx := context.Background()
 	keys, err := e.svc.Keys(ctx, agentkey.KeyFilter{IncludeRevoked: true, Limit: 1000})
 	require.NoError(t, err)
+	for i := range keys {
+		keys[i].LastUsedAt = time.Time{} // written in the background after a use
+	}
 	accounts, err := e.svc.Accounts(ctx, "", "", 1000)
 	require.NoError(t, err)
 	holds, err := e.svc.Holds(ctx, agentkey.HoldFilter{Limit: 1000})
 	require.NoError(t, err)
-	return state{entries: len(e.ledger(t)), keys: len(keys), accounts: len(accounts), holds: holds}
+
+	// A Store cannot list settings: read those the server writes.
+	settings := map[string]string{}
+	read := func(name string) string {
+		v, err := e.store.Setting(ctx, name)
+		if errors.Is(err, agentkey.ErrNotFound) {
+			return "<none>"
+		}
+		require.NoError(t, err)
+		settings[name] = v
+		return v
+	}
+	read("akserver.admin_token.sha256")
+	hash := read("akserver.service_token.name.test-service")
+	read("akserver.service_token.hash." + hash)
+	read("akserver.service_token.created.test-service")
+	for n := 0; ; n++ {
+		if read(fmt.Sprintf("akserver.service_token.slot.%d", n)) == "<none>" {
+			break
+		}
+	}
+	return state{entries: len(e.ledger(t)), keys: keys, accounts: accounts, holds: holds,
+		settings: settings}
 }
 
-// TestUnknownRoute answers JSON 404s.
-func TestUnknownRoute(t *testing.T) {
+// TestUnmatchedRoutes answers JSON: 404 for a path no route has, 405 with
+// an Allow header for a route's path with another method.
+func TestUnmatchedRoutes(t *testing.T) {
 	e := newEnv(t, storeFactories[0], envOptions{})
 	rep := e.call(t, "GET", "/nope", "", nil).object(t, http.StatusNotFound)
 	require.Equal(t, "not_found", rep["error"])
-	rep2 := e.call(t, "GET", "/v1/authorize", e.service, nil)
-	require.Equal(t, http.StatusNotFound, rep2.status)
+	e.call(t, "GET", "/admin/v1/nope", e.admin, nil).object(t, http.StatusNotFound)
+
+	for _, tc := range []struct{ method, path, allow string }{
+		{"GET", "/v1/authorize", "POST"},
+		{"DELETE", "/admin/v1/keys", "GET, HEAD, POST"},
+		{"PUT", "/admin/v1/accounts/acct_1", "GET, HEAD, PATCH"},
+		{"POST", "/admin/v1/service-tokens/billing", "DELETE"},
+		{"GET", "/signup", "POST"},
+		{"POST", "/healthz", "GET, HEAD"},
+	} {
+		r := e.call(t, tc.method, tc.path, e.admin, nil)
+		body := r.object(t, http.StatusMethodNotAllowed)
+		require.Equal(t, "method_not_allowed", body["error"], tc.path)
+		require.Equal(t, tc.allow, r.header.Get("Allow"), tc.path)
+	}
+	require.Equal(t, http.StatusOK, e.call(t, "HEAD", "/healthz", "", nil).status)
+
+	off := newEnv(t, storeFactories[0], envOptions{
+		selfServe: agentkey.SelfServeOptions{Disabled: true}})
+	off.call(t, "POST", "/signup", "", nil).object(t, http.StatusNotFound)
 }

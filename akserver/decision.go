@@ -15,10 +15,6 @@ const (
 	credentialClerkM2M    = "clerk_m2m"
 )
 
-// maxHoldTTL bounds the hold_ttl a service may ask for: a hold is meant to
-// last as long as one piece of work.
-const maxHoldTTL = 24 * time.Hour
-
 // authorizeRequest is the body of POST /v1/authorize.
 type authorizeRequest struct {
 	// Credential is what the end user presented: an agentkey key, a Clerk
@@ -31,11 +27,14 @@ type authorizeRequest struct {
 	// Estimate, a decimal amount, is held against every budget on the
 	// key's path when given.
 	Estimate string `json:"estimate"`
-	// HoldTTL is how long the hold lives unsettled, such as "10m".
+	// HoldTTL is how long the hold lives unsettled, such as "90s" or "10m";
+	// it needs an estimate.
 	HoldTTL string `json:"hold_ttl"`
-	// IdempotencyKey makes the hold happen once for retries of one request.
+	// IdempotencyKey makes the hold happen once for retries of one request;
+	// it needs an estimate.
 	IdempotencyKey string `json:"idempotency_key"`
-	// Metadata is recorded on the hold's ledger entries.
+	// Metadata is recorded on the hold's ledger entries; without an
+	// estimate there are none, and it is not kept.
 	Metadata map[string]string `json:"metadata"`
 }
 
@@ -203,12 +202,16 @@ func (s *Server) holdOptions(req authorizeRequest, opts *[]agentkey.ChargeOption
 	if err != nil {
 		return nil, err
 	}
-	if ttl > maxHoldTTL {
-		return nil, invalid("hold_ttl must be at most 24h")
+	if most := s.cfg.MaxHoldTTL; ttl > most {
+		return nil, invalid("hold_ttl must be at most %s", agentkey.FormatDuration(most))
 	}
 	if req.Estimate == "" {
-		if req.HoldTTL != "" {
+		switch {
+		case req.HoldTTL != "":
 			return nil, invalid("hold_ttl applies to a hold: give an estimate too")
+		case req.IdempotencyKey != "":
+			return nil, invalid("idempotency_key applies to a hold: give an estimate too " +
+				"(an authorization without one writes nothing, so it needs no key)")
 		}
 		return nil, nil
 	}
@@ -350,7 +353,7 @@ func (s *Server) charge(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 		if err == nil {
-			res, err = s.svc.TrackUsageBySubject(ctx, subject, amount, opts...)
+			res, err = s.chargeSubject(ctx, subject, amount, opts)
 		}
 	}
 	if err != nil {
@@ -371,22 +374,44 @@ func (s *Server) charge(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// chargeSubject charges a Clerk subject, creating its row from
+// ClerkDefaults on first sight, as authorize does: a service may charge a
+// Clerk caller after the work without having authorized it first.
+func (s *Server) chargeSubject(ctx context.Context, subject string, amount agentkey.Money,
+	opts []agentkey.ChargeOption,
+) (agentkey.ChargeResult, error) {
+	// EnsureSubject reads the row, as TrackUsageBySubject would, and creates
+	// it only when absent; concurrent first sights create one row.
+	k, _, err := s.svc.EnsureSubject(ctx, subject, s.cfg.ClerkDefaults)
+	if err != nil {
+		return agentkey.ChargeResult{}, err
+	}
+	return s.svc.ChargeKey(ctx, k.ID, amount, opts...)
+}
+
 // settleRequest is the body of POST /v1/settle.
 type settleRequest struct {
 	HoldID string `json:"hold_id"`
 	// Amount is the real cost of the work, a decimal amount. Required.
 	Amount   string            `json:"amount"`
 	Metadata map[string]string `json:"metadata"`
+	// IdempotencyKey is accepted for clients that send one with every
+	// call, and not needed: settling is idempotent by hold_id.
+	IdempotencyKey string `json:"idempotency_key"`
 }
 
 // settle answers POST /v1/settle with the agentkey.CloseResult. Settling a
-// settled hold again answers the first result, with replayed set.
+// settled hold again answers the first result, with replayed set, whatever
+// its amount and idempotency key.
 func (s *Server) settle(w http.ResponseWriter, r *http.Request) error {
 	var req settleRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
 	if err := checkID("hold_id", req.HoldID); err != nil {
+		return err
+	}
+	if err := checkIdempotencyKey(req.IdempotencyKey); err != nil {
 		return err
 	}
 	if req.Amount == "" {
@@ -411,15 +436,21 @@ func (s *Server) settle(w http.ResponseWriter, r *http.Request) error {
 // releaseRequest is the body of POST /v1/release.
 type releaseRequest struct {
 	HoldID string `json:"hold_id"`
+	// IdempotencyKey is accepted and not needed, as for settle.
+	IdempotencyKey string `json:"idempotency_key"`
 }
 
-// release answers POST /v1/release with the agentkey.CloseResult.
+// release answers POST /v1/release with the agentkey.CloseResult. Releasing
+// a released hold again answers the first result, with replayed set.
 func (s *Server) release(w http.ResponseWriter, r *http.Request) error {
 	var req releaseRequest
 	if err := decode(r, &req); err != nil {
 		return err
 	}
 	if err := checkID("hold_id", req.HoldID); err != nil {
+		return err
+	}
+	if err := checkIdempotencyKey(req.IdempotencyKey); err != nil {
 		return err
 	}
 	res, err := s.svc.Release(r.Context(), req.HoldID)

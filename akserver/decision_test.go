@@ -2,6 +2,8 @@ package akserver_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -166,6 +168,20 @@ func TestCharge(t *testing.T) {
 			require.False(t, first.Replayed)
 			require.True(t, second.Replayed)
 			require.Equal(t, first.OpID, second.OpID)
+
+			// The same idempotency key with another amount is refused, and
+			// the first charge stands.
+			rep := e.decide(t, "/charge", obj{"key_id": ck.ID, "amount": "0.2",
+				"idempotency_key": "charge-1"}).object(t, http.StatusConflict)
+			require.Equal(t, "idempotency_key_reused", rep["error"])
+			held := e.authorize(t, obj{"credential": ck.Secret, "estimate": "0.01",
+				"idempotency_key": "hold-1"})
+			require.True(t, held.Allow)
+			rep = e.decide(t, "/authorize", obj{"credential": ck.Secret, "estimate": "0.02",
+				"idempotency_key": "hold-1"}).object(t, http.StatusConflict)
+			require.Equal(t, "idempotency_key_reused", rep["error"])
+			_, err := e.svc.Release(context.Background(), held.Hold.ID)
+			require.NoError(t, err)
 		})
 
 		t.Run("OverBudgetRefused", func(t *testing.T) {
@@ -198,7 +214,9 @@ func TestCharge(t *testing.T) {
 
 // TestConcurrentHoldsNeverOverspend authorizes and settles from many
 // clients at once on one key: no more holds are granted than the budget
-// covers, and the ledger agrees with the budget afterwards.
+// covers, and the ledger agrees with the budget afterwards. The workers
+// report what went wrong rather than failing the test themselves, which only
+// the test's goroutine may do.
 func TestConcurrentHoldsNeverOverspend(t *testing.T) {
 	forEachStore(t, func(t *testing.T, sf storeFactory) {
 		e := newEnv(t, sf, envOptions{})
@@ -206,23 +224,25 @@ func TestConcurrentHoldsNeverOverspend(t *testing.T) {
 			"account_id": "acct_1", "budgets": []obj{{"limit": "1", "period": "none"}},
 		})
 
-		var allowed atomic.Int64
-		var wg sync.WaitGroup
+		var (
+			allowed atomic.Int64
+			wg      sync.WaitGroup
+			errs    = make(chan error, 16*5)
+		)
 		for range 16 {
 			wg.Go(func() {
 				for range 5 {
-					d := e.authorize(t, obj{"credential": ck.Secret, "estimate": "0.1"})
-					if !d.Allow {
-						require.Equal(t, http.StatusTooManyRequests, d.Status)
-						continue
+					if err := e.holdAndSettle(ck.Secret, &allowed); err != nil {
+						errs <- err
 					}
-					allowed.Add(1)
-					e.decide(t, "/settle", obj{"hold_id": d.Hold.ID, "amount": "0.1"}).
-						object(t, http.StatusOK)
 				}
 			})
 		}
 		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
 
 		require.Equal(t, int64(10), allowed.Load())
 		var k agentkey.Key
@@ -232,6 +252,40 @@ func TestConcurrentHoldsNeverOverspend(t *testing.T) {
 		audit := e.adminCall(t, "GET", "/audit", nil).object(t, http.StatusOK)
 		require.Equal(t, true, audit["clean"])
 	})
+}
+
+// holdAndSettle holds 0.1 on a key and settles it, counting it in allowed,
+// or checks that the hold was refused for the budget.
+func (e *env) holdAndSettle(secret string, allowed *atomic.Int64) error {
+	rep, err := e.do(http.MethodPost, "/v1/authorize", e.service,
+		obj{"credential": secret, "estimate": "0.1"})
+	if err != nil {
+		return err
+	}
+	var d decision
+	if rep.status != http.StatusOK {
+		return fmt.Errorf("authorize: status %d: %s", rep.status, rep.body)
+	}
+	if err := json.Unmarshal(rep.body, &d); err != nil {
+		return fmt.Errorf("authorize: %w: %s", err, rep.body)
+	}
+	if !d.Allow {
+		if d.Status != http.StatusTooManyRequests {
+			return fmt.Errorf("authorize refused with %d, want 429: %s", d.Status, rep.body)
+		}
+		return nil
+	}
+	allowed.Add(1)
+
+	rep, err = e.do(http.MethodPost, "/v1/settle", e.service,
+		obj{"hold_id": d.Hold.ID, "amount": "0.1"})
+	if err != nil {
+		return err
+	}
+	if rep.status != http.StatusOK {
+		return fmt.Errorf("settle: status %d: %s", rep.status, rep.body)
+	}
+	return nil
 }
 
 func TestServiceToken(t *testing.T) {
@@ -313,6 +367,37 @@ func TestClerkCredentials(t *testing.T) {
 				"amount": "0.6"})
 			require.False(t, c.Allow) // 0.5 is held
 			require.Equal(t, http.StatusTooManyRequests, c.Status)
+		})
+
+		// Regression: /v1/charge answered invalid_key for a Clerk subject it
+		// had not seen, since only /v1/authorize created its row.
+		t.Run("ChargeOnlyFirstUseProvisionsSubject", func(t *testing.T) {
+			key, token := "ak_clerk_"+randomHex(8), "mt_"+randomHex(8)
+			emu.AddAPIKey(key, clerkemu.APIKey{Subject: "user_charge_only", Expiration: &exp})
+			emu.AddM2MToken(token, clerkemu.M2MToken{Subject: "mch_charge_only", Expiration: &exp})
+
+			c := e.charge(t, obj{"credential": key, "credential_type": "clerk_api_key",
+				"amount": "0.25"})
+			require.True(t, c.Allow, "%+v", c)
+			require.Equal(t, "user_charge_only", c.Key.Subject)
+			require.Equal(t, []string{"proxy.chat"}, c.Key.Scopes, "ClerkDefaults' scopes")
+			require.Len(t, c.Key.Budgets, 1)
+			require.Equal(t, agentkey.Dollar, c.Key.Budgets[0].Limit, "ClerkDefaults' budget")
+			require.Equal(t, 25*agentkey.Cent, c.Key.Budgets[0].Used)
+
+			c = e.charge(t, obj{"credential": token, "credential_type": "clerk_m2m",
+				"amount": "0.5"})
+			require.True(t, c.Allow, "%+v", c)
+			require.Equal(t, "mch_charge_only", c.Key.Subject)
+			require.Equal(t, 50*agentkey.Cent, c.Key.Budgets[0].Used)
+
+			// The row is the one authorize then finds: one row per subject.
+			d := e.authorize(t, obj{"credential": key, "credential_type": "clerk_api_key"})
+			require.True(t, d.Allow)
+			var k agentkey.Key
+			e.adminCall(t, "GET", "/subjects/user_charge_only", nil).into(t, http.StatusOK, &k)
+			require.Equal(t, k.ID, d.Key.ID)
+			require.Equal(t, 25*agentkey.Cent, k.Budgets[0].Used)
 		})
 
 		t.Run("M2M", func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -58,6 +59,7 @@ type envOptions struct {
 	clerk         *akclerk.Verifier
 	clerkDefaults agentkey.SubjectParams
 	maxBodyBytes  int64
+	maxHoldTTL    time.Duration
 	svcConfig     agentkey.Config
 	// quiet discards the logs, for benchmarks.
 	quiet bool
@@ -90,7 +92,7 @@ func newEnv(t testing.TB, sf storeFactory, o envOptions) *env {
 	e.srv, err = akserver.New(akserver.Config{
 		Service: svc, Clerk: o.clerk, ClerkDefaults: o.clerkDefaults, Logger: logger,
 		Registry: e.registry, SelfServe: o.selfServe, MaxBodyBytes: o.maxBodyBytes,
-		Version: "test",
+		MaxHoldTTL: o.maxHoldTTL, Version: "test",
 	})
 	require.NoError(t, err)
 	e.ts = httptest.NewServer(e.srv.Handler())
@@ -114,6 +116,14 @@ type reply struct {
 // otherwise; nil sends none.
 func (e *env) call(t testing.TB, method, path, token string, body any) reply {
 	t.Helper()
+	rep, err := e.do(method, path, token, body)
+	require.NoError(t, err)
+	return rep
+}
+
+// do is call returning an error rather than failing the test, for
+// goroutines other than the test's.
+func (e *env) do(method, path, token string, body any) (reply, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -121,20 +131,28 @@ func (e *env) call(t testing.TB, method, path, token string, body any) reply {
 		rd = strings.NewReader(b)
 	default:
 		raw, err := json.Marshal(b)
-		require.NoError(t, err)
+		if err != nil {
+			return reply{}, err
+		}
 		rd = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequest(method, e.ts.URL+path, rd)
-	require.NoError(t, err)
+	if err != nil {
+		return reply{}, err
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	res, err := e.client.Do(req)
-	require.NoError(t, err)
+	if err != nil {
+		return reply{}, err
+	}
 	defer res.Body.Close()
 	raw, err := io.ReadAll(res.Body)
-	require.NoError(t, err)
-	return reply{status: res.StatusCode, header: res.Header, body: raw}
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{status: res.StatusCode, header: res.Header, body: raw}, nil
 }
 
 // adminCall calls the admin API with the admin token.

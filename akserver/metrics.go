@@ -1,6 +1,7 @@
 package akserver
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -18,7 +19,6 @@ import (
 type metrics struct {
 	decisions  *prometheus.CounterVec
 	charged    prometheus.Counter
-	holdsOpen  prometheus.Gauge
 	holdsOpens prometheus.Counter
 	holdsClose *prometheus.CounterVec
 	requests   *prometheus.CounterVec
@@ -26,6 +26,7 @@ type metrics struct {
 }
 
 func newMetrics(reg *prometheus.Registry, version string, clerkStats func() akclerk.CacheStats,
+	openHolds func(context.Context) (agentkey.HoldStats, error),
 ) (*metrics, error) {
 	m := &metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -37,11 +38,6 @@ func newMetrics(reg *prometheus.Registry, version string, clerkStats func() akcl
 			Name: "agentkey_charged_microunits_total",
 			Help: "Amount charged through the decision API (charges and settlements), " +
 				"in micro-units of the currency (1 USD = 1,000,000).",
-		}),
-		holdsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "agentkey_holds_open",
-			Help: "Holds opened through this server less those closed through it: an " +
-				"approximation when servers share a database or holds expire.",
 		}),
 		holdsOpens: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "agentkey_holds_opened_total",
@@ -67,8 +63,8 @@ func newMetrics(reg *prometheus.Registry, version string, clerkStats func() akcl
 		ConstLabels: prometheus.Labels{"version": version},
 	})
 	build.Set(1)
-	cs := []prometheus.Collector{m.decisions, m.charged, m.holdsOpen, m.holdsOpens,
-		m.holdsClose, m.requests, m.latency, build}
+	cs := []prometheus.Collector{m.decisions, m.charged, m.holdsOpens,
+		m.holdsClose, m.requests, m.latency, build, newOpenHoldsCollector(openHolds)}
 	if clerkStats != nil {
 		for name, read := range map[string]func(akclerk.CacheStats) uint64{
 			"hits":        func(st akclerk.CacheStats) uint64 { return st.Hits },
@@ -112,7 +108,6 @@ func (m *metrics) decision(endpoint string, reason agentkey.Reason) {
 
 func (m *metrics) holdOpened() {
 	m.holdsOpens.Inc()
-	m.holdsOpen.Inc()
 }
 
 func (m *metrics) holdClosed(res agentkey.CloseResult) {
@@ -125,7 +120,48 @@ func (m *metrics) holdClosed(res agentkey.CloseResult) {
 		m.charged.Add(float64(res.Charged))
 	}
 	m.holdsClose.WithLabelValues(outcome).Inc()
-	m.holdsOpen.Dec()
+}
+
+// openHoldsCollector reports the open holds of the database, those of every
+// server that shares it, read from the store at each scrape.
+type openHoldsCollector struct {
+	read          func(context.Context) (agentkey.HoldStats, error)
+	count, amount *prometheus.Desc
+}
+
+// openHoldsTimeout bounds the store query of one scrape.
+const openHoldsTimeout = 5 * time.Second
+
+func newOpenHoldsCollector(read func(context.Context) (agentkey.HoldStats, error),
+) *openHoldsCollector {
+	return &openHoldsCollector{
+		read: read,
+		count: prometheus.NewDesc("agentkey_holds_open",
+			"Open holds in the database, of every server that shares it, expired ones not "+
+				"yet released included.", nil, nil),
+		amount: prometheus.NewDesc("agentkey_holds_open_microunits",
+			"What the open holds hold, in micro-units of the currency.", nil, nil),
+	}
+}
+
+func (c *openHoldsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.count
+	ch <- c.amount
+}
+
+// Collect reads the store; a failure makes the scrape report an error for
+// these metrics rather than a stale or zero value.
+func (c *openHoldsCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), openHoldsTimeout)
+	defer cancel()
+	st, err := c.read(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.count, err)
+		ch <- prometheus.NewInvalidMetric(c.amount, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, float64(st.Count))
+	ch <- prometheus.MustNewConstMetric(c.amount, prometheus.GaugeValue, float64(st.Amount))
 }
 
 // route measures the requests of one route pattern. Its observers are

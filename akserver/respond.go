@@ -1,11 +1,15 @@
 package akserver
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -66,6 +70,8 @@ func errorStatus(err error, which api) (status int, code, message string) {
 		return http.StatusConflict, "conflict", clientMessage(err)
 	case errors.Is(err, agentkey.ErrHoldClosed):
 		return http.StatusConflict, "hold_closed", clientMessage(err)
+	case errors.Is(err, agentkey.ErrIdempotencyKeyReused):
+		return http.StatusConflict, "idempotency_key_reused", clientMessage(err)
 	case errors.Is(err, agentkey.ErrCycle):
 		return http.StatusConflict, "tree_cycle", clientMessage(err)
 	case errors.Is(err, agentkey.ErrTooDeep):
@@ -133,6 +139,32 @@ func decode(r *http.Request, v any) error {
 		return err
 	}
 	return &inputError{msg: describeJSONError(err)}
+}
+
+// noBody refuses a request body on a route that takes none: only an empty
+// body, whitespace or an empty object {} pass, so that a client that meant to
+// send something learns it was not understood before anything is done.
+func noBody(r *http.Request) error {
+	raw, err := io.ReadAll(r.Body)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return err
+	case err != nil:
+		return invalid("read the body: %v", err)
+	}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if raw[0] != '{' || json.Unmarshal(raw, &fields) != nil {
+		return invalid("this route takes no body: send none, or {}")
+	}
+	for name := range fields {
+		return invalid("unknown field %q: this route takes no body", truncate(name, 40))
+	}
+	return nil
 }
 
 // describeJSONError turns an error from decoding a request's JSON body into
@@ -252,16 +284,70 @@ func parseTime(field, s string) (time.Time, error) {
 	return t, nil
 }
 
-// parseDuration parses an optional duration such as "30m" or "7d".
+// parseDuration parses an optional duration with ParseDuration.
 func parseDuration(field, s string) (time.Duration, error) {
 	if s == "" {
 		return 0, nil
 	}
-	d, err := agentkey.ParseDuration(s)
+	d, err := ParseDuration(s)
 	if err != nil {
 		return 0, invalid("%s: %v", field, err)
 	}
 	return d, nil
+}
+
+// ParseDuration parses a duration as the admin and decision APIs and the
+// agentkey command take them: in agentkey.ParseDuration's units ("30m",
+// "7d", "1mo") or in Go's ("90s", "1h30m"). It refuses zero and negative
+// durations with an error wrapping agentkey.ErrDuration.
+func ParseDuration(s string) (time.Duration, error) {
+	if d, err := agentkey.ParseDuration(s); err == nil {
+		return d, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%w %q: want a positive number and a unit (s, m, h, d, w or mo), "+
+			"such as 90s, 30m or 7d", agentkey.ErrDuration, truncate(s, 40))
+	}
+	return d, nil
+}
+
+// checkQuery refuses a query parameter that is not one of allowed, or that
+// is given twice, naming it: a misspelt filter would otherwise be ignored,
+// and the request would select everything.
+func checkQuery(r *http.Request, allowed []string) error {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return invalid("malformed query: %s", truncate(err.Error(), 100))
+	}
+	for _, name := range slices.Sorted(maps.Keys(q)) {
+		switch {
+		case !slices.Contains(allowed, name) && len(allowed) == 0:
+			return invalid("unknown query parameter %q: this route takes none", truncate(name, 40))
+		case !slices.Contains(allowed, name):
+			return invalid("unknown query parameter %q: want %s", truncate(name, 40),
+				strings.Join(allowed, ", "))
+		case len(q[name]) > 1:
+			return invalid("query parameter %q is given %d times: give it once", name,
+				len(q[name]))
+		}
+	}
+	return nil
+}
+
+// queryIDs checks the ids that the named query parameters give, when given.
+func queryIDs(q url.Values, names ...string) error {
+	for _, name := range names {
+		if v := q.Get(name); v != "" {
+			if err := checkID(name, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // queryLimit reads the limit query parameter: def when absent, at most most.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,12 +48,31 @@ type Config struct {
 	// Defaults to 64 KiB.
 	MaxBodyBytes int64
 
+	// MaxHoldTTL bounds the hold_ttl a request of the decision API may ask
+	// for: a hold is meant to last as long as one piece of work. Defaults
+	// to DefaultMaxHoldTTL, 24h.
+	MaxHoldTTL time.Duration
+
+	// ServiceTokenTTL is how long the decision API reuses a service token's
+	// verification, valid or not, without reading the store. A token revoked
+	// through another process keeps working here for up to this long.
+	// Defaults to DefaultServiceTokenTTL, 30s; a negative value verifies
+	// every request against the store.
+	ServiceTokenTTL time.Duration
+
 	// Version is reported by /healthz and the agentkey_build_info metric.
 	Version string
 }
 
-// DefaultMaxBodyBytes is the default of Config.MaxBodyBytes.
-const DefaultMaxBodyBytes = 64 << 10
+// The defaults of Config.
+const (
+	// DefaultMaxBodyBytes is the default of Config.MaxBodyBytes.
+	DefaultMaxBodyBytes = 64 << 10
+	// DefaultMaxHoldTTL is the default of Config.MaxHoldTTL.
+	DefaultMaxHoldTTL = 24 * time.Hour
+	// DefaultServiceTokenTTL is the default of Config.ServiceTokenTTL.
+	DefaultServiceTokenTTL = 30 * time.Second
+)
 
 func (c Config) withDefaults() Config {
 	if c.Logger == nil {
@@ -63,6 +83,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxHoldTTL == 0 {
+		c.MaxHoldTTL = DefaultMaxHoldTTL
+	}
+	if c.ServiceTokenTTL == 0 {
+		c.ServiceTokenTTL = DefaultServiceTokenTTL
 	}
 	if c.Version == "" {
 		c.Version = "devel"
@@ -77,6 +103,9 @@ func (c Config) validate() error {
 	if c.MaxBodyBytes < 0 {
 		return errors.New("akserver: config: MaxBodyBytes must not be negative")
 	}
+	if c.MaxHoldTTL < 0 {
+		return errors.New("akserver: config: MaxHoldTTL must not be negative")
+	}
 	return nil
 }
 
@@ -88,6 +117,7 @@ const (
 	logKeyID    = "key_id"
 	logHoldID   = "hold_id"
 	logBudgetID = "budget_id"
+	logSubject  = "subject"
 	logAmount   = "amount"
 	logService  = "service"
 	logErr      = "err"
@@ -98,10 +128,10 @@ const (
 // http.Handler. It is safe for concurrent use.
 //
 // The decision API authenticates services by token, and remembers each
-// token's verification for 30 seconds, so that its hot path reads no setting:
-// a service token revoked through another process (the CLI, another server)
-// keeps working here for up to 30 seconds. One revoked through this server's
-// admin API stops at once.
+// token's verification for Config.ServiceTokenTTL (30 seconds by default), so
+// that its hot path reads no setting: a service token revoked through another
+// process (the CLI, another server) keeps working here for up to that long.
+// One revoked through this server's admin API stops at once.
 type Server struct {
 	cfg     Config
 	svc     *agentkey.Service
@@ -125,7 +155,7 @@ func New(cfg Config) (*Server, error) {
 		store: cfg.Service.Store(),
 		log:   cfg.Logger,
 	}
-	s.tokens = newTokenCache(s.store)
+	s.tokens = newTokenCache(s.store, max(cfg.ServiceTokenTTL, 0))
 
 	selfServe, err := mountSelfServe(cfg.Service, cfg.SelfServe)
 	if err != nil {
@@ -135,7 +165,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Clerk != nil {
 		clerkStats = cfg.Clerk.Stats
 	}
-	if s.metrics, err = newMetrics(cfg.Registry, cfg.Version, clerkStats); err != nil {
+	s.metrics, err = newMetrics(cfg.Registry, cfg.Version, clerkStats, cfg.Service.OpenHolds)
+	if err != nil {
 		return nil, err
 	}
 	s.handler = s.routes(cfg.Registry, selfServe)
@@ -165,20 +196,27 @@ func (s *Server) routes(reg *prometheus.Registry, selfServe http.Handler) http.H
 	handle := func(pattern string, h http.Handler) {
 		mux.Handle(pattern, s.instrument(pattern, h))
 	}
-	admin := func(pattern string, h handlerFunc) { handle(pattern, s.admin(h)) }
+	// An admin route names the query parameters it takes; any other is
+	// refused, so that a misspelt filter does not select everything.
+	admin := func(pattern string, h handlerFunc, params ...string) {
+		handle(pattern, s.admin(h, params))
+	}
 	decision := func(pattern string, h handlerFunc) { handle(pattern, s.decision(h)) }
+	page := func(params ...string) []string { return append([]string{"after", "limit"}, params...) }
 
 	handle("GET /healthz", http.HandlerFunc(s.healthz))
 	handle("GET /readyz", http.HandlerFunc(s.readyz))
 	handle("GET /metrics", metricsHandler(reg))
 
 	admin("POST /admin/v1/accounts", s.createAccount)
-	admin("GET /admin/v1/accounts", s.listAccounts)
+	admin("GET /admin/v1/accounts", s.listAccounts, page("parent")...)
 	admin("GET /admin/v1/accounts/{id}", s.showAccount)
+	admin("GET /admin/v1/accounts/{id}/tree", s.accountTree)
 	admin("PATCH /admin/v1/accounts/{id}", s.moveAccount)
 
 	admin("POST /admin/v1/keys", s.createKey)
-	admin("GET /admin/v1/keys", s.listKeys)
+	admin("GET /admin/v1/keys", s.listKeys,
+		page("account_id", "kind", "include_revoked")...)
 	admin("GET /admin/v1/keys/{id}", s.showKey)
 	admin("POST /admin/v1/keys/{id}/revoke", s.revokeKey)
 	admin("PATCH /admin/v1/keys/{id}", s.moveKey)
@@ -191,16 +229,20 @@ func (s *Server) routes(reg *prometheus.Registry, selfServe http.Handler) http.H
 	admin("GET /admin/v1/budgets/{owner_kind}/{owner_id}", s.showBudgets)
 	admin("POST /admin/v1/budgets/{budget_id}/adjust", s.adjustBudget)
 
-	admin("GET /admin/v1/holds", s.listHolds)
+	admin("GET /admin/v1/holds", s.listHolds, page("key_id", "account_id", "state")...)
 	admin("GET /admin/v1/holds/{id}", s.showHold)
 	admin("POST /admin/v1/holds/{id}/release", s.releaseHold)
 
-	admin("GET /admin/v1/ledger", s.ledger)
+	admin("GET /admin/v1/ledger", s.ledger, page("key_id", "subject", "account_id",
+		"budget_id", "kind", "since", "until", "format")...)
 	admin("GET /admin/v1/audit", s.audit)
 
 	admin("POST /admin/v1/token/rotate", s.rotateAdminToken)
+	admin("GET /admin/v1/service-tokens", s.listServiceTokens)
 	admin("POST /admin/v1/service-tokens", s.createServiceToken)
 	admin("DELETE /admin/v1/service-tokens/{name}", s.revokeServiceToken)
+
+	admin("POST /admin/v1/clerk/purge", s.purgeClerk)
 
 	decision("POST /v1/authorize", s.authorize)
 	decision("POST /v1/charge", s.charge)
@@ -213,11 +255,46 @@ func (s *Server) routes(reg *prometheus.Registry, selfServe http.Handler) http.H
 			handle(pattern, selfServe)
 		}
 	}
-	handle("/", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusNotFound, errorBody{Error: "not_found", Message: "no such route"})
-	}))
+	return s.limitBody(s.unmatched(mux))
+}
 
-	return s.limitBody(mux)
+// methods are the methods the routes use, in the order an Allow header
+// lists them.
+var methods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+	http.MethodPatch, http.MethodDelete}
+
+// unmatched answers, in JSON, a request that no route takes: 405 with an
+// Allow header when its path has routes for other methods, 404 otherwise.
+// It asks the mux rather than mounting a catch-all, which would turn every
+// wrong method into a 404.
+func (s *Server) unmatched(mux *http.ServeMux) http.Handler {
+	rt := s.metrics.route("unmatched")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		var allow []string
+		for _, m := range methods {
+			other := r.WithContext(r.Context())
+			other.Method = m
+			if _, pattern := mux.Handler(other); pattern != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) == 0 {
+			writeJSON(w, http.StatusNotFound, errorBody{Error: "not_found",
+				Message: "no such route"})
+			rt.observe(start, http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method_not_allowed",
+			Message: fmt.Sprintf("%s is not allowed here; allowed: %s",
+				truncate(r.Method, 20), strings.Join(allow, ", "))})
+		rt.observe(start, http.StatusMethodNotAllowed)
+	})
 }
 
 // handlerFunc is an API handler: it answers the request, or returns an error
@@ -259,8 +336,9 @@ func (s *Server) instrument(pattern string, next http.Handler) http.Handler {
 	})
 }
 
-// admin authenticates a request of the admin API by the admin token.
-func (s *Server) admin(h handlerFunc) http.Handler {
+// admin authenticates a request of the admin API by the admin token, and
+// refuses the query parameters other than params.
+func (s *Server) admin(h handlerFunc, params []string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, ok := agentkey.ParseBearer(r.Header.Get("Authorization"))
 		if !ok {
@@ -274,6 +352,10 @@ func (s *Server) admin(h handlerFunc) http.Handler {
 		}
 		if !valid {
 			writeUnauthorized(w, "invalid admin token")
+			return
+		}
+		if err := checkQuery(r, params); err != nil {
+			s.writeError(w, r, err, adminAPI)
 			return
 		}
 		if err := h(w, r); err != nil {

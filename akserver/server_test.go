@@ -49,22 +49,26 @@ func TestAdminTokens(t *testing.T) {
 		var (
 			mu     sync.Mutex
 			tokens []string
+			errs   []error
 			wg     sync.WaitGroup
 		)
 		for range 8 {
 			wg.Go(func() {
 				tok, created, err := akserver.EnsureAdminToken(ctx, store)
-				require.NoError(t, err)
-				if created {
-					mu.Lock()
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err != nil:
+					errs = append(errs, err)
+				case created:
 					tokens = append(tokens, tok)
-					mu.Unlock()
-				} else {
-					require.Empty(t, tok)
+				case tok != "":
+					errs = append(errs, errors.New("a token not created was returned"))
 				}
 			})
 		}
 		wg.Wait()
+		require.Empty(t, errs)
 		require.Len(t, tokens, 1)
 		require.Regexp(t, `^akadm_[0-9a-f]{48}$`, tokens[0])
 
@@ -137,16 +141,24 @@ func TestHealthAndMetrics(t *testing.T) {
 	e.charge(t, obj{"key_id": ck.ID, "amount": "0.5"}) // refused
 	e.authorize(t, obj{"credential": "ak_" + randomHex(24)})
 
+	// Open holds are those of the database: one made through this server,
+	// one made elsewhere, as another server sharing the database would.
+	other := e.createKey(t, obj{"account_id": "acct_1"})
+	e.authorize(t, obj{"credential": other.Secret, "estimate": "0.2"})
+	_, err := e.svc.Reserve(context.Background(), other.ID, 10*agentkey.Cent)
+	require.NoError(t, err)
+
 	metrics := string(e.call(t, "GET", "/metrics", "", nil).body)
 	for _, want := range []string{
-		`agentkey_decisions_total{endpoint="authorize",outcome="allow",reason=""} 1`,
+		`agentkey_decisions_total{endpoint="authorize",outcome="allow",reason=""} 2`,
 		`agentkey_decisions_total{endpoint="authorize",outcome="deny",reason="invalid_key"} 1`,
 		`agentkey_decisions_total{endpoint="charge",outcome="deny",reason="budget_exceeded"} 1`,
 		`agentkey_charged_microunits_total 750000`,
-		`agentkey_holds_opened_total 1`,
+		`agentkey_holds_opened_total 2`,
 		`agentkey_holds_closed_total{outcome="settled"} 1`,
-		`agentkey_holds_open 0`,
-		`agentkey_http_request_duration_seconds_count{route="POST /v1/authorize"} 2`,
+		`agentkey_holds_open 2`,
+		`agentkey_holds_open_microunits 300000`,
+		`agentkey_http_request_duration_seconds_count{route="POST /v1/authorize"} 3`,
 		`agentkey_http_requests_total{code="200",route="POST /v1/charge"} 2`,
 		`agentkey_build_info{version="test"} 1`,
 	} {

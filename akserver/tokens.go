@@ -8,8 +8,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/agentkey-go/agentkey"
@@ -28,11 +29,18 @@ const (
 // can be revoked by name, and by hash, so that a presented token is found in
 // one read. A revoked token's settings are set to the empty string, since a
 // Store cannot delete a setting.
+//
+// A Store cannot list settings either, so the names of service tokens are
+// kept in numbered slots, one per name ever used, claimed in order with
+// PutSetting's ifAbsent: ServiceTokens reads slots until the first missing
+// one.
 const (
-	settingAdminToken   = "akserver.admin_token.sha256"
-	settingServiceName  = "akserver.service_token.name." // + name -> hash
-	settingServiceHash  = "akserver.service_token.hash." // + hash -> name
-	maxServiceTokenName = 64
+	settingAdminToken     = "akserver.admin_token.sha256"
+	settingServiceName    = "akserver.service_token.name."    // + name -> hash
+	settingServiceHash    = "akserver.service_token.hash."    // + hash -> name
+	settingServiceCreated = "akserver.service_token.created." // + name -> RFC 3339 time
+	settingServiceSlot    = "akserver.service_token.slot."    // + n -> name
+	maxServiceTokenName   = 64
 )
 
 // EnsureAdminToken creates the admin token if the store has none and returns
@@ -78,6 +86,9 @@ func CreateServiceToken(ctx context.Context, store agentkey.Store, name string) 
 		return "", fmt.Errorf("create service token %s: %w", name, err)
 	}
 	fresh := err != nil // never used, as opposed to revoked
+	if err := indexServiceToken(ctx, store, name); err != nil {
+		return "", fmt.Errorf("create service token %s: %w", name, err)
+	}
 
 	token, hash := newToken(ServiceTokenPrefix)
 	if _, err := store.PutSetting(ctx, settingServiceHash+hash, name, true); err != nil {
@@ -94,13 +105,87 @@ func CreateServiceToken(ctx context.Context, store agentkey.Store, name string) 
 		_, _ = store.PutSetting(ctx, settingServiceHash+hash, "", false)
 		return "", fmt.Errorf("create service token %s: %w", name, agentkey.ErrConflict)
 	}
+	created := time.Now().UTC().Truncate(time.Microsecond).Format(time.RFC3339Nano)
+	if _, err := store.PutSetting(ctx, settingServiceCreated+name, created, false); err != nil {
+		// A token that cannot be listed is not handed out.
+		_, _ = revokeServiceToken(ctx, store, name)
+		return "", fmt.Errorf("create service token %s: %w", name, err)
+	}
 	return token, nil
+}
+
+// indexServiceToken records name in the first free slot, unless a slot
+// holds it already. Slots are claimed with ifAbsent, so that processes
+// creating tokens at once never share one.
+func indexServiceToken(ctx context.Context, store agentkey.Store, name string) error {
+	for n := 0; ; {
+		slot := settingServiceSlot + strconv.Itoa(n)
+		held, err := store.Setting(ctx, slot)
+		switch {
+		case err == nil && held == name:
+			return nil
+		case err == nil:
+			n++
+			continue
+		case !errors.Is(err, agentkey.ErrNotFound):
+			return err
+		}
+		// Claimed: done. Taken meanwhile: read the slot again, in case it
+		// was taken for this very name.
+		if claimed, err := store.PutSetting(ctx, slot, name, true); err != nil || claimed {
+			return err
+		}
+	}
+}
+
+// ServiceToken describes a live service token. Its token is shown once,
+// when it is made, and only its hash is kept; neither is ever listed.
+type ServiceToken struct {
+	Name string `json:"name"`
+	// CreatedAt is when the name's current token was made.
+	CreatedAt time.Time `json:"created_at,omitzero"`
+}
+
+// ServiceTokens lists the live service tokens by name.
+func ServiceTokens(ctx context.Context, store agentkey.Store) ([]ServiceToken, error) {
+	var tokens []ServiceToken
+	seen := map[string]bool{}
+	for n := 0; ; n++ {
+		name, err := store.Setting(ctx, settingServiceSlot+strconv.Itoa(n))
+		if errors.Is(err, agentkey.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list service tokens: %w", err)
+		}
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+
+		hash, err := store.Setting(ctx, settingServiceName+name)
+		if errors.Is(err, agentkey.ErrNotFound) || err == nil && hash == "" {
+			continue // revoked
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list service tokens: %w", err)
+		}
+		t := ServiceToken{Name: name}
+		created, err := store.Setting(ctx, settingServiceCreated+name)
+		if err != nil && !errors.Is(err, agentkey.ErrNotFound) {
+			return nil, fmt.Errorf("list service tokens: %w", err)
+		}
+		t.CreatedAt, _ = time.Parse(time.RFC3339Nano, created) // zero when unknown
+		tokens = append(tokens, t)
+	}
+	slices.SortFunc(tokens, func(a, b ServiceToken) int { return strings.Compare(a.Name, b.Name) })
+	return tokens, nil
 }
 
 // RevokeServiceToken revokes the service token named name, or returns
 // ErrNotFound. A server that verified the token recently keeps accepting it
-// for up to 30 seconds (see Server); the server whose admin API revokes it
-// stops at once.
+// for up to its Config.ServiceTokenTTL (see Server); the server whose admin
+// API revokes it stops at once.
 func RevokeServiceToken(ctx context.Context, store agentkey.Store, name string) error {
 	_, err := revokeServiceToken(ctx, store, name)
 	return err
@@ -186,109 +271,4 @@ func checkAdminToken(ctx context.Context, store agentkey.Store, token string) (b
 		return false, fmt.Errorf("read admin token: %w", err)
 	}
 	return want != "" && equalHashes(hashToken(token), want), nil
-}
-
-// serviceTokenTTL is how long a service token's verification is reused.
-const serviceTokenTTL = 30 * time.Second
-
-// maxCachedTokens bounds the verification cache. Only well-formed tokens are
-// cached, so filling it takes that many random guesses; when it is full the
-// expired entries go, and if none has expired, all of them.
-const maxCachedTokens = 10_000
-
-// tokenCache verifies service tokens and remembers the answers, valid or
-// not, for serviceTokenTTL, so that the decision API reads no setting on most
-// requests. The price: a token revoked by another process (the CLI, another
-// server) keeps working here for up to serviceTokenTTL.
-type tokenCache struct {
-	store agentkey.Store
-	now   func() time.Time
-
-	mu      sync.RWMutex
-	entries map[[sha256.Size]byte]tokenEntry
-}
-
-type tokenEntry struct {
-	name    string // empty for a token that is not valid
-	expires time.Time
-}
-
-func newTokenCache(store agentkey.Store) *tokenCache {
-	return &tokenCache{store: store, now: time.Now, entries: map[[sha256.Size]byte]tokenEntry{}}
-}
-
-// verify returns the name of the service whose token this is, or "" when it
-// is not a live service token.
-func (c *tokenCache) verify(ctx context.Context, token string) (string, error) {
-	if !wellFormed(token, ServiceTokenPrefix) {
-		return "", nil
-	}
-	sum := sha256.Sum256([]byte(token))
-	now := c.now()
-	c.mu.RLock()
-	e, ok := c.entries[sum]
-	c.mu.RUnlock()
-	if ok && now.Before(e.expires) {
-		return e.name, nil
-	}
-
-	hash := hex.EncodeToString(sum[:])
-	name, err := c.lookup(ctx, hash)
-	if err != nil {
-		return "", err
-	}
-	c.mu.Lock()
-	if len(c.entries) >= maxCachedTokens {
-		c.evict(now)
-	}
-	c.entries[sum] = tokenEntry{name: name, expires: now.Add(serviceTokenTTL)}
-	c.mu.Unlock()
-	return name, nil
-}
-
-// lookup finds a token's service by its hash, and checks that the name still
-// points back at the hash: a name revoked and given a new token leaves its
-// old hash pointing at it.
-func (c *tokenCache) lookup(ctx context.Context, hash string) (string, error) {
-	name, err := c.store.Setting(ctx, settingServiceHash+hash)
-	if errors.Is(err, agentkey.ErrNotFound) || err == nil && name == "" {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("read service token: %w", err)
-	}
-	current, err := c.store.Setting(ctx, settingServiceName+name)
-	if errors.Is(err, agentkey.ErrNotFound) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("read service token %s: %w", name, err)
-	}
-	if !equalHashes(current, hash) {
-		return "", nil
-	}
-	return name, nil
-}
-
-// forget drops a token's cached verification, by its hex hash.
-func (c *tokenCache) forget(hash string) {
-	raw, err := hex.DecodeString(hash)
-	if err != nil || len(raw) != sha256.Size {
-		return
-	}
-	c.mu.Lock()
-	delete(c.entries, [sha256.Size]byte(raw))
-	c.mu.Unlock()
-}
-
-// evict makes room in a full cache; c.mu is held.
-func (c *tokenCache) evict(now time.Time) {
-	for k, e := range c.entries {
-		if !now.Before(e.expires) {
-			delete(c.entries, k)
-		}
-	}
-	if len(c.entries) >= maxCachedTokens {
-		clear(c.entries)
-	}
 }

@@ -348,3 +348,15 @@ func scanHold(row scanner) (agentkey.Hold, error) {
 	}
 	return h, nil
 }
+
+// OpenHolds counts the open holds and adds up their amounts, through the
+// partial index of open holds.
+func (s *Store) OpenHolds(ctx context.Context) (agentkey.HoldStats, error) {
+	var count, amount int64
+	err := s.queryRow(ctx, s.db, `SELECT count(*), coalesce(sum(amount), 0) FROM {p}holds
+		WHERE state = 'open'`).Scan(&count, &amount)
+	if err != nil {
+		return agentkey.HoldStats{}, fmt.Errorf("count open holds: %w", err)
+	}
+	return agentkey.HoldStats{Count: count, Amount: agentkey.Money(amount)}, nil
+}

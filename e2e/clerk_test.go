@@ -19,6 +19,7 @@ func TestClerkCredentials(t *testing.T) {
 	clerk.AddAPIKey("clerk_api_key_alice", clerkemu.APIKey{Subject: "user_alice"})
 	clerk.AddAPIKey("clerk_api_key_revoked", clerkemu.APIKey{Subject: "user_bob", Revoked: true})
 	clerk.AddM2MToken("mt_token_billing", clerkemu.M2MToken{Subject: "mch_billing"})
+	clerk.AddAPIKey("clerk_api_key_carol", clerkemu.APIKey{Subject: "user_carol"})
 
 	db := sqliteDatabase(t)
 	db.vars = append(db.vars, "CLERK_SECRET_KEY="+clerk.SecretKey(), "CLERK_API_URL="+clerk.URL())
@@ -59,8 +60,25 @@ func TestClerkCredentials(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, d.Status)
 	require.Equal(t, "invalid_key", d.Error)
 
+	// A charge with no authorization before it provisions the subject too.
+	d = decide("/v1/charge", map[string]any{"credential": "clerk_api_key_carol",
+		"credential_type": "clerk_api_key", "amount": "0.3"})
+	require.True(t, d.Allow, "%+v", d)
+	require.Equal(t, "user_carol", d.Key.Subject)
+	require.Equal(t, "1", d.Key.Budgets[0].Limit.String())
+
+	// Revoked in Clerk and purged from the cache, a key is refused at once.
+	clerk.RevokeAPIKey("clerk_api_key_alice", "leaked")
+	c.call(http.StatusNoContent, "POST", srv.url+"/admin/v1/clerk/purge", srv.adminToken,
+		`{"subject": "user_alice"}`)
+	d = decide("/v1/authorize", map[string]any{"credential": "clerk_api_key_alice",
+		"credential_type": "clerk_api_key"})
+	require.Equal(t, http.StatusUnauthorized, d.Status)
+	require.Equal(t, "revoked", d.Reason)
+
 	out := db.ok(t, "keys", "list", "--kind", "subject")
 	require.Contains(t, out, "user_alice")
 	require.Contains(t, out, "mch_billing")
+	require.Contains(t, out, "user_carol")
 	require.Equal(t, 0, srv.stop(t))
 }

@@ -163,6 +163,11 @@ func walkthrough(t *testing.T, db database) {
 		`{"account_id": "acct_1", "expires_in": "7 days"}`)
 	c.call(http.StatusRequestEntityTooLarge, "POST", url+"/v1/charge", svcToken,
 		`{"credential": "`+strings.Repeat("x", 70_000)+`"}`)
+	c.call(http.StatusBadRequest, "GET", url+"/admin/v1/ledger?acount_id=acct_1", admin, nil)
+	c.call(http.StatusBadRequest, "POST", url+"/admin/v1/keys/"+key.ID+"/revoke", admin,
+		`{"reason": "leaked"}`)
+	r := c.call(http.StatusMethodNotAllowed, "GET", url+"/v1/authorize", svcToken, nil)
+	require.Equal(t, "POST", r.header.Get("Allow"))
 
 	// Usage, from the CLI while the server runs, and from the admin API.
 	usage := usageOf(t, db)
@@ -178,12 +183,25 @@ func walkthrough(t *testing.T, db database) {
 	}
 
 	// The ledger as CSV: the key's budget set, then per budget a charge, a
-	// hold, a release and a settle.
-	r := c.call(http.StatusOK, "GET", url+"/admin/v1/ledger?format=csv&key_id="+key.ID, admin, nil)
+	// hold, a release and a settle. The CLI writes the same bytes.
+	r = c.call(http.StatusOK, "GET", url+"/admin/v1/ledger?format=csv&key_id="+key.ID, admin, nil)
 	require.Contains(t, r.header.Get("Content-Type"), "text/csv")
 	records, err := csv.NewReader(strings.NewReader(string(r.body))).ReadAll()
 	require.NoError(t, err)
 	require.Len(t, records, 1+1+2*4, "%s", r.body)
+	require.Equal(t, string(r.body), db.ok(t, "ledger", "list", "--key", key.ID, "--csv"))
+
+	// The account's tree, and the service tokens by name.
+	var tree struct {
+		Path    []agentkey.Account
+		Account agentkey.Account
+	}
+	c.call(http.StatusOK, "GET", url+"/admin/v1/accounts/acct_1/tree", admin, nil).decode(t, &tree)
+	require.Empty(t, tree.Path)
+	require.Equal(t, "Acme", tree.Account.Name)
+	r = c.call(http.StatusOK, "GET", url+"/admin/v1/service-tokens", admin, nil)
+	require.Contains(t, string(r.body), `"name":"e2e"`)
+	require.NotContains(t, string(r.body), svcToken)
 
 	// A key from the CLI works over HTTP at once; revoked from the CLI, it
 	// stops at once.

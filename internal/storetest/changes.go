@@ -183,6 +183,26 @@ func testChanges(t *testing.T, h Harness) {
 		require.Zero(t, d.OpenHolds)
 	})
 
+	t.Run("OpenHoldsCounted", func(t *testing.T) {
+		t.Parallel()
+		e := start(t, h, agentkey.Config{})
+		ck := e.mustCreate(t, agentkey.Dollar, agentkey.PeriodMonth)
+		st, err := e.svc.OpenHolds(e.ctx)
+		require.NoError(t, err)
+		require.Equal(t, agentkey.HoldStats{}, st)
+		var ids []string
+		for _, amount := range []agentkey.Money{3, 5, 7} {
+			res, err := e.svc.Reserve(e.ctx, ck.Key.ID, amount)
+			require.NoError(t, err)
+			ids = append(ids, res.Hold.ID)
+		}
+		_, err = e.svc.Settle(e.ctx, ids[0], 1)
+		require.NoError(t, err)
+		st, err = e.svc.OpenHolds(e.ctx)
+		require.NoError(t, err)
+		require.Equal(t, agentkey.HoldStats{Count: 2, Amount: 12}, st)
+	})
+
 	t.Run("ExpiredHoldsReleasedAtTheNextChargeOnTheirBudget", func(t *testing.T) {
 		t.Parallel()
 		e := start(t, h, agentkey.Config{HoldTTL: time.Minute})
