@@ -90,8 +90,9 @@ func (s *Service) Account(ctx context.Context, id string) (Account, error) {
 	return a, nil
 }
 
-// Accounts lists accounts in id order: all of them, or the children of
-// parentID when it is set. after and limit page through them.
+// Accounts lists accounts in id order, with their budgets in the period in
+// force now: all of them, or the children of parentID when it is set. after
+// and limit page through them.
 func (s *Service) Accounts(ctx context.Context, parentID, after string, limit int) ([]Account, error) {
 	if limit <= 0 {
 		limit = 100
@@ -99,6 +100,12 @@ func (s *Service) Accounts(ctx context.Context, parentID, after string, limit in
 	as, err := s.store.Accounts(ctx, AccountFilter{ParentID: parentID, After: after, Limit: min(limit, 1000)})
 	if err != nil {
 		return nil, fmt.Errorf("accounts: %w", err)
+	}
+	now := s.now()
+	for i := range as {
+		if as[i].Budgets, err = rolledBudgets(as[i].Budgets, now); err != nil {
+			return nil, fmt.Errorf("accounts: %w", err)
+		}
 	}
 	return as, nil
 }

@@ -46,6 +46,35 @@ func testPeriods(t *testing.T, h Harness) {
 		e.requireCleanAudit(t)
 	})
 
+	t.Run("ReadsShowThePeriodInForce", func(t *testing.T) {
+		t.Parallel()
+		e := start(t, h, agentkey.Config{})
+		e.mustAccount(t, agentkey.AccountParams{ID: "team", Budgets: dollars(1, agentkey.PeriodDay)})
+		ck, err := e.svc.CreateKey(e.ctx, agentkey.CreateKeyParams{AccountID: "team",
+			Budgets: dollars(1, agentkey.PeriodDay)})
+		require.NoError(t, err)
+		_, err = e.svc.TrackUsage(e.ctx, ck.Secret, 40*agentkey.Cent)
+		require.NoError(t, err)
+
+		// A day later nothing has been written, and every read shows the new day.
+		e.clock.Advance(agentkey.Day)
+		accounts, err := e.svc.Accounts(e.ctx, "", "", 0)
+		require.NoError(t, err)
+		require.Len(t, accounts, 1)
+		account, err := e.svc.Account(e.ctx, "team")
+		require.NoError(t, err)
+		keys, err := e.svc.Keys(e.ctx, agentkey.KeyFilter{AccountID: "team"})
+		require.NoError(t, err)
+		require.Len(t, keys, 1)
+		budgets, err := e.svc.Budgets(e.ctx, agentkey.KeyOwner(ck.Key.ID))
+		require.NoError(t, err)
+		for _, b := range []agentkey.Budget{accounts[0].Budgets[0], account.Budgets[0],
+			keys[0].Budgets[0], budgets[0]} {
+			require.Zero(t, b.Used, "%s %s", b.OwnerKind, b.OwnerID)
+			require.Equal(t, e.clock.Now().Truncate(agentkey.Day), b.PeriodStart)
+		}
+	})
+
 	t.Run("SeveralElapsedPeriodsRollOnce", func(t *testing.T) {
 		t.Parallel()
 		e := start(t, h, agentkey.Config{})
