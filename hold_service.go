@@ -43,7 +43,8 @@ func (s *Service) Reserve(ctx context.Context, keyID string, estimate Money, opt
 		Now:            now,
 	}
 	res, err := s.store.Reserve(ctx, req)
-	if err == nil && s.releaseExpired(ctx, res.ExpiredHoldsOn) && res.Reason == ReasonBudgetExceeded {
+	if err == nil && s.releaseExpired(ctx, res.Reason, res.ExpiredHoldsOn, res.Key.Budgets) &&
+		res.Reason == ReasonBudgetExceeded {
 		res, err = s.store.Reserve(ctx, req)
 	}
 	if err != nil {
@@ -167,12 +168,27 @@ func (s *Service) sweep(ctx context.Context, budgetIDs []string) (int, error) {
 	return released, nil
 }
 
-// releaseExpired releases the expired holds on budgets, which the store found
-// during a charge or a hold: this is how expired holds are released at the
-// next touch of their budget. It reports whether it released any, so that an
-// operation they stood in the way of is tried once more. A failure is logged
-// and left to the next touch or the sweeper.
-func (s *Service) releaseExpired(ctx context.Context, budgets []string) bool {
+// releaseExpired releases the expired holds that a charge or a hold found on
+// the budgets of its path (res.ExpiredHoldsOn): this is how expired holds are
+// released at the next touch of their budget. When the operation was refused
+// for its budget, it also looks for expired holds on every budget of the path
+// that holds anything, in case the store's look missed some (see
+// akpostgres). It reports whether it released any, so that an operation they
+// stood in the way of is tried once more. A failure is logged and left to the
+// next touch or the sweeper.
+func (s *Service) releaseExpired(ctx context.Context, reason Reason, expiredOn []string,
+	path []Budget,
+) bool {
+	released := s.release(ctx, expiredOn)
+	if reason == ReasonBudgetExceeded && !released {
+		released = s.sweepExhausted(ctx, path)
+	}
+	return released
+}
+
+// release releases the expired holds on budgets, and reports whether it
+// released any.
+func (s *Service) release(ctx context.Context, budgets []string) bool {
 	if len(budgets) == 0 {
 		return false
 	}
@@ -194,7 +210,7 @@ func (s *Service) sweepExhausted(ctx context.Context, budgets []Budget) bool {
 			held = append(held, b.ID)
 		}
 	}
-	return s.releaseExpired(ctx, held)
+	return s.release(ctx, held)
 }
 
 // OpenHolds returns how many holds are open across every process that shares

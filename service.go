@@ -404,7 +404,8 @@ func (s *Service) charge(ctx context.Context, req ChargeRequest, opts []ChargeOp
 	}
 
 	res, err := s.store.Charge(ctx, req)
-	if err == nil && s.releaseExpired(ctx, res.ExpiredHoldsOn) && res.Reason == ReasonBudgetExceeded {
+	if err == nil && s.releaseExpired(ctx, res.Reason, res.ExpiredHoldsOn, res.Key.Budgets) &&
+		res.Reason == ReasonBudgetExceeded {
 		res, err = s.store.Charge(ctx, req)
 	}
 	if err != nil {

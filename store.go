@@ -55,7 +55,8 @@ type Store interface {
 	// (3) calls PlanCharge and, unless the plan has a Reason, writes the
 	// plan's changed budgets, its entries and the idempotency record; (4)
 	// returns ChargePlan.Result with ExpiredHoldsOn set to the path budgets
-	// that carry open holds whose expiry is at or before req.Now. Rollovers in
+	// that carry open holds whose expiry is at or before req.Now (a store may
+	// look at only the oldest of a large backlog of them). Rollovers in
 	// a refused plan need not be written. A zero amount writes nothing and
 	// records no idempotency key.
 	Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error)

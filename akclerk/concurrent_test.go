@@ -33,20 +33,7 @@ func TestConcurrentFirstRequests(t *testing.T) {
 					Budgets: monthly(budget),
 				}})(handler(ct, agentkey.Cent))
 
-				var (
-					wg    sync.WaitGroup
-					mu    sync.Mutex
-					codes = map[int]int{}
-				)
-				for range requests {
-					wg.Go(func() {
-						rec := serve(h, secret)
-						mu.Lock()
-						codes[rec.Code]++
-						mu.Unlock()
-					})
-				}
-				wg.Wait()
+				codes := serveConcurrently(h, secret, requests)
 
 				require.Equal(t, int(budget/agentkey.Cent), codes[http.StatusOK], "codes %v", codes)
 				require.Equal(t, requests-codes[http.StatusOK], codes[http.StatusTooManyRequests],
@@ -124,20 +111,7 @@ func TestConcurrentFirstRequestsWithEstimate(t *testing.T) {
 					estimate: agentkey.FixedEstimate(agentkey.Cent),
 				})(work)
 
-				var (
-					wg    sync.WaitGroup
-					mu    sync.Mutex
-					codes = map[int]int{}
-				)
-				for range requests {
-					wg.Go(func() {
-						rec := serve(h, secret)
-						mu.Lock()
-						codes[rec.Code]++
-						mu.Unlock()
-					})
-				}
-				wg.Wait()
+				codes := serveConcurrently(h, secret, requests)
 
 				require.Equal(t, int32(budget/agentkey.Cent), worked.Load(),
 					"work runs only for held requests; codes %v", codes)
@@ -170,4 +144,24 @@ func requireOneRow(t *testing.T, e *env, subject string) {
 	report, err := e.svc.Audit(t.Context())
 	require.NoError(t, err)
 	require.Empty(t, report.Drifts)
+}
+
+// serveConcurrently serves n requests carrying secret through h at once, and
+// counts their answers by status code.
+func serveConcurrently(h http.Handler, secret string, n int) map[int]int {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		codes = map[int]int{}
+	)
+	for range n {
+		wg.Go(func() {
+			rec := serve(h, secret)
+			mu.Lock()
+			codes[rec.Code]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return codes
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,11 +27,9 @@ import (
 // rollovers included, and is not recorded under its idempotency key.
 func (s *Store) Charge(ctx context.Context, req agentkey.ChargeRequest,
 ) (agentkey.ChargeResult, error) {
-	load, lock, expired, arg := s.sql.loadByID, s.sql.lockPathByID, s.sql.expiredOnPathByID,
-		any(req.KeyID)
+	load, lock, arg := s.sql.loadByID, s.sql.lockPathByID, any(req.KeyID)
 	if req.KeyID == "" {
-		load, lock, expired, arg = s.sql.loadByHash, s.sql.lockPathByHash,
-			s.sql.expiredOnPathByHash, req.KeyHash
+		load, lock, arg = s.sql.loadByHash, s.sql.lockPathByHash, req.KeyHash
 	}
 	conn, release, err := s.acquire(ctx)
 	if err != nil {
@@ -45,7 +44,7 @@ func (s *Store) Charge(ctx context.Context, req agentkey.ChargeRequest,
 	// sending both statements at once saves a round trip on every charge,
 	// and a lock taken for nothing is released by the rollback.
 	b.Queue(lock, arg)
-	b.Queue(expired, arg, req.Now)
+	b.Queue(s.sql.expiredHoldBudgets, req.Now)
 	st, err := readChargeState(conn.SendBatch(ctx, b))
 	if err != nil {
 		return agentkey.ChargeResult{}, fmt.Errorf("load key: %w", err)
@@ -149,7 +148,8 @@ type chargeState struct {
 	stored []byte
 	// budgets are the key's path budgets, locked.
 	budgets []agentkey.Budget
-	// expiredOn are the path budgets that carry expired open holds.
+	// expiredOn are the path budgets that carry expired open holds, among
+	// the oldest expiredHoldsProbe of them.
 	expiredOn []string
 }
 
@@ -182,8 +182,10 @@ func readChargeState(br pgx.BatchResults) (chargeState, error) {
 	if err != nil {
 		return chargeState{}, fmt.Errorf("find expired holds: %w", err)
 	}
-	if len(expiredOn) > 0 {
-		st.expiredOn = expiredOn
+	for _, b := range st.budgets {
+		if slices.Contains(expiredOn, b.ID) {
+			st.expiredOn = append(st.expiredOn, b.ID)
+		}
 	}
 	if err := br.Close(); err != nil {
 		return chargeState{}, err

@@ -36,7 +36,7 @@ func (s *Store) Reserve(ctx context.Context, req agentkey.ReserveRequest,
 	b.Queue(beginSQL)
 	b.Queue(s.sql.loadByID, req.KeyID, nullString(req.IdempotencyKey), idemHold)
 	b.Queue(s.sql.lockPathByID, req.KeyID)
-	b.Queue(s.sql.expiredOnPathByID, req.KeyID, req.Now)
+	b.Queue(s.sql.expiredHoldBudgets, req.Now)
 	st, err := readChargeState(conn.SendBatch(ctx, b))
 	if err != nil {
 		return agentkey.ReserveResult{}, fmt.Errorf("load key: %w", err)

@@ -19,6 +19,12 @@ const (
 	accountColumns = `id, parent_id, name, created_at`
 )
 
+// expiredHoldsProbe bounds the expired holds that a charge or a hold looks
+// at, oldest first, to find those on its path. A backlog larger than this
+// (no sweeper running) can hide some of them from a charge that does not need
+// their room; one that does sweeps its budgets (see agentkey.Service).
+const expiredHoldsProbe = 64
+
 // maxPathLevels bounds every walk up or down the account tree, so that a
 // corrupted table (a cycle written by hand) can never make a query loop. No
 // tree deeper than this is allowed, whatever maxDepth a caller passes.
@@ -45,7 +51,7 @@ type statements struct {
 	selectKeys, keyBudgets                  string
 
 	loadByID, loadByHash, lockPathByID, lockPathByHash string
-	expiredOnPathByID, expiredOnPathByHash             string
+	expiredHoldBudgets                                 string
 	lockBudget, updateBudget, insertEntry              string
 	insertIdempotency, idempotencyResult               string
 
@@ -70,13 +76,6 @@ type statements struct {
 // large the planner guesses the recursive walk to be; a semi-join on it
 // scanned all budgets once a few hundred keys existed.
 func pathBudgets(keyCond, suffix string) string {
-	return pathSelect(keyCond, budgetColumns) + `
-ORDER BY b.id` + suffix
-}
-
-// pathSelect returns a statement that selects columns of the budgets b of the
-// whole path of the key that keyCond selects (see pathBudgets).
-func pathSelect(keyCond, columns string) string {
 	return `
 WITH RECURSIVE k AS (
     SELECT id, account_id FROM {{table "keys"}} WHERE ` + keyCond + `
@@ -87,21 +86,10 @@ WITH RECURSIVE k AS (
     FROM path AS p JOIN {{table "accounts"}} AS a ON a.id = p.parent_id
     WHERE p.level < ` + strconv.Itoa(maxPathLevels) + `
 )
-SELECT ` + columns + ` FROM {{table "budgets"}} AS b
+SELECT ` + budgetColumns + ` FROM {{table "budgets"}} AS b
 WHERE (b.owner_kind = 'key' AND b.owner_id = (SELECT id FROM k))
-    OR (b.owner_kind = 'account' AND b.owner_id = ANY (ARRAY(SELECT id FROM path)))`
-}
-
-// expiredOnPath returns a statement that selects the budgets of the path of
-// the key that keyCond selects which carry an open hold expired at $2. The
-// expiry index finds the expired holds, which are few while a sweeper runs,
-// before the path is walked: PostgreSQL evaluates the path's array, an
-// initplan, only when a row needs it (PostgreSQL manual, Using EXPLAIN).
-func expiredOnPath(keyCond string) string {
-	return `
-SELECT DISTINCT x FROM {{table "holds"}} AS h, unnest(h.budget_ids) AS x
-WHERE h.state = 'open' AND h.expires_at <= $2
-    AND x = ANY (ARRAY(` + pathSelect(keyCond, "b.id") + `))`
+    OR (b.owner_kind = 'account' AND b.owner_id = ANY (ARRAY(SELECT id FROM path)))
+ORDER BY b.id` + suffix
 }
 
 // loadKey returns a statement that selects the key that keyCond (on k)
@@ -203,8 +191,18 @@ RETURNING ` + keyColumns},
 		{&q.loadByHash, "loadByHash", loadKey("k.hash = $1", "k.id")},
 		{&q.lockPathByID, "lockPathByID", pathBudgets("id = $1", " FOR UPDATE OF b")},
 		{&q.lockPathByHash, "lockPathByHash", pathBudgets("hash = $1", " FOR UPDATE OF b")},
-		{&q.expiredOnPathByID, "expiredOnPathByID", expiredOnPath("id = $1")},
-		{&q.expiredOnPathByHash, "expiredOnPathByHash", expiredOnPath("hash = $1")},
+		// The budgets of the oldest open holds expired at $1, through the
+		// partial index of open holds by expiry: while a sweeper runs there
+		// are few or none, and the query costs an index probe. One table and
+		// no parameter but the time keep it cheap to plan, which matters as
+		// PostgreSQL may plan a prepared statement at every execution
+		// (PostgreSQL manual, PREPARE, Notes). The caller keeps the budgets
+		// of its path.
+		{&q.expiredHoldBudgets, "expiredHoldBudgets", `
+SELECT DISTINCT x FROM (
+    SELECT budget_ids FROM {{table "holds"}} WHERE state = 'open' AND expires_at <= $1
+    ORDER BY expires_at LIMIT ` + strconv.Itoa(expiredHoldsProbe) + `
+) AS h, unnest(h.budget_ids) AS x`},
 		// The budget and the account of its owner: the key's account for a
 		// key budget, the account itself for an account budget.
 		{&q.lockBudget, "lockBudget", `
