@@ -92,18 +92,18 @@ func TestLedgerFilters(t *testing.T) {
 		require.NoError(t, err)
 		return len(entries)
 	}
-	require.Equal(t, 6, count(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: a.ID}))
-	require.Equal(t, 3, count(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, AccountID: "acct_2"}))
-	require.Equal(t, 3, count(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, BudgetID: a.Budgets[1].ID}))
-	require.Equal(t, 0, count(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: a.ID, AccountID: "acct_2"}))
+	require.Equal(t, 6, count(agentkey.LedgerFilter{KeyID: a.ID}))
+	require.Equal(t, 3, count(agentkey.LedgerFilter{AccountID: "acct_2"}))
+	require.Equal(t, 3, count(agentkey.LedgerFilter{BudgetID: a.Budgets[1].ID}))
+	require.Equal(t, 0, count(agentkey.LedgerFilter{KeyID: a.ID, AccountID: "acct_2"}))
 	twoMinutes := now.Add(2 * time.Minute)
-	require.Equal(t, 6, count(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, Since: twoMinutes}), "since is inclusive")
-	require.Equal(t, 3, count(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, Until: twoMinutes}), "until is exclusive")
+	require.Equal(t, 6, count(agentkey.LedgerFilter{Since: twoMinutes}), "since is inclusive")
+	require.Equal(t, 3, count(agentkey.LedgerFilter{Until: twoMinutes}), "until is exclusive")
 	require.Equal(t, 2, count(agentkey.LedgerFilter{
 		KeyID: a.ID, Since: now.Add(time.Minute), Until: now.Add(4 * time.Minute),
 	}))
-	require.Equal(t, 5, count(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, AfterID: all[3].ID}))
-	require.Equal(t, 2, count(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, AfterID: all[3].ID, Limit: 2}))
+	require.Equal(t, 5, count(agentkey.LedgerFilter{AfterID: all[3].ID}))
+	require.Equal(t, 2, count(agentkey.LedgerFilter{AfterID: all[3].ID, Limit: 2}))
 
 	page, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, AfterID: all[3].ID, Limit: 2})
 	require.NoError(t, err)

@@ -585,18 +585,18 @@ func TestLedgerFilters(t *testing.T) {
 		}
 		return out
 	}
-	require.Equal(t, []agentkey.Money{1, 2, 3, 4, 5, 6}, amounts(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds}))
-	require.Equal(t, []agentkey.Money{1, 3, 5}, amounts(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: "key_a"}))
-	require.Equal(t, []agentkey.Money{2, 4, 6}, amounts(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, AccountID: "acct_2"}))
-	require.Equal(t, []agentkey.Money{2, 4, 6}, amounts(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, BudgetID: "bud_key_b"}))
+	require.Equal(t, []agentkey.Money{1, 2, 3, 4, 5, 6}, amounts(agentkey.LedgerFilter{}))
+	require.Equal(t, []agentkey.Money{1, 3, 5}, amounts(agentkey.LedgerFilter{KeyID: "key_a"}))
+	require.Equal(t, []agentkey.Money{2, 4, 6}, amounts(agentkey.LedgerFilter{AccountID: "acct_2"}))
+	require.Equal(t, []agentkey.Money{2, 4, 6}, amounts(agentkey.LedgerFilter{BudgetID: "bud_key_b"}))
 	require.Equal(t, []agentkey.Money{3, 4}, amounts(agentkey.LedgerFilter{
 		Since: t0.Add(2 * time.Minute), Until: t0.Add(4 * time.Minute),
 	}))
 	require.Equal(t, []agentkey.Money{3, 4}, amounts(agentkey.LedgerFilter{
 		Since: t0.Add(2*time.Minute - time.Nanosecond), Until: t0.Add(4*time.Minute - time.Nanosecond),
 	}), "bounds finer than a microsecond are exact")
-	require.Equal(t, []agentkey.Money{1, 2}, amounts(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, Limit: 2}))
-	require.Equal(t, []agentkey.Money{}, amounts(agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds, KeyID: "key_x"}))
+	require.Equal(t, []agentkey.Money{1, 2}, amounts(agentkey.LedgerFilter{Limit: 2}))
+	require.Equal(t, []agentkey.Money{}, amounts(agentkey.LedgerFilter{KeyID: "key_x"}))
 
 	all, err := s.Ledger(ctx, agentkey.LedgerFilter{Kinds: agentkey.MoneyKinds})
 	require.NoError(t, err)
