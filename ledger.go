@@ -1,6 +1,7 @@
 package agentkey
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -61,15 +62,18 @@ var entryKinds = []EntryKind{
 // the tree and of budgets.
 var MoneyKinds = entryKinds[:7]
 
-// ParseEntryKind returns the kind named s, or an error wrapping
-// ErrInvalidArgument.
+// ErrEntryKind is returned for a ledger entry kind that ParseEntryKind does
+// not know.
+var ErrEntryKind = errors.New("unknown ledger entry kind")
+
+// ParseEntryKind returns the kind named s, or an error wrapping ErrEntryKind.
 func ParseEntryKind(s string) (EntryKind, error) {
 	for _, k := range entryKinds {
 		if string(k) == s {
 			return k, nil
 		}
 	}
-	return "", fmt.Errorf("%w: unknown ledger entry kind %q", ErrInvalidArgument, truncate(s, 40))
+	return "", fmt.Errorf("%w %q", ErrEntryKind, truncate(s, 40))
 }
 
 // ParseEntryKinds parses a comma-separated list of kinds, as the admin API

@@ -510,7 +510,7 @@ func (s *Service) Ledger(ctx context.Context, f LedgerFilter) ([]Entry, error) {
 	f.Limit = min(f.Limit, 10_000)
 	for _, k := range f.Kinds {
 		if _, err := ParseEntryKind(string(k)); err != nil {
-			return nil, fmt.Errorf("ledger: %w", err)
+			return nil, fmt.Errorf("ledger: %w: %w", ErrInvalidArgument, err)
 		}
 	}
 	entries, err := s.store.Ledger(ctx, f)

@@ -97,6 +97,10 @@ type treeStore interface {
 	// PutSetting stores a named value. With ifAbsent set it stores only if the
 	// name has no value yet, atomically, and reports whether it stored.
 	PutSetting(ctx context.Context, name, value string, ifAbsent bool) (bool, error)
+
+	// Settings returns every named value whose name starts with prefix, by
+	// name.
+	Settings(ctx context.Context, prefix string) (map[string]string, error)
 }
 
 // KeyFilter selects keys for Store.Keys. Zero fields do not filter.

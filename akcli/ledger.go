@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -71,7 +70,7 @@ with --csv, the output suits a spreadsheet.`,
 		}
 		var err error
 		if f.Kinds, err = agentkey.ParseEntryKinds(kinds); err != nil {
-			return usagef("--kind: %v", strings.TrimPrefix(err.Error(), "invalid argument: "))
+			return usagef("--kind: %v", err)
 		}
 		if f.Since, err = parseTime("since", since); err != nil {
 			return err

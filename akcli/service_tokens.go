@@ -74,9 +74,6 @@ shown once, when it is made, and only its hash is kept: neither is listed.`,
 				return err
 			}
 			if out.json {
-				if tokens == nil {
-					tokens = []akserver.ServiceToken{}
-				}
 				return printJSON(c.stdout, tokens)
 			}
 			t := newTable(c.stdout, "NAME", "CREATED")

@@ -33,7 +33,7 @@ func (s *Store) PutBudget(ctx context.Context, b agentkey.Budget, replaceAnchor 
 			return fmt.Errorf("%s %s: %w", b.OwnerKind, b.OwnerID, agentkey.ErrNotFound)
 		}
 		stored = budgets[0]
-		return s.recordBudgets(ctx, tx, op, agentkey.EntryBudgetSet, stored, stored.ID != b.ID)
+		return s.recordBudget(ctx, tx, op, agentkey.EntryBudgetSet, stored, stored.ID != b.ID)
 	})
 	if err != nil {
 		return agentkey.Budget{}, fmt.Errorf("put budget: %w", err)
@@ -66,7 +66,7 @@ func (s *Store) DeleteBudget(ctx context.Context, o agentkey.Owner, p agentkey.P
 		if len(deleted) == 0 {
 			return fmt.Errorf("%s %s %s: %w", o.Kind, o.ID, p, agentkey.ErrNotFound)
 		}
-		err = s.recordBudgets(ctx, tx, op, agentkey.EntryBudgetRemoved, deleted[0], false)
+		err = s.recordBudget(ctx, tx, op, agentkey.EntryBudgetRemoved, deleted[0], false)
 		if err != nil || meter == nil {
 			return err
 		}
@@ -82,7 +82,7 @@ func (s *Store) DeleteBudget(ctx context.Context, o agentkey.Owner, p agentkey.P
 		if len(inserted) == 0 {
 			return nil
 		}
-		return s.recordBudgets(ctx, tx, op, agentkey.EntryBudgetSet, inserted[0], false)
+		return s.recordBudget(ctx, tx, op, agentkey.EntryBudgetSet, inserted[0], false)
 	})
 	if err != nil {
 		return fmt.Errorf("delete budget: %w", err)
@@ -90,9 +90,9 @@ func (s *Store) DeleteBudget(ctx context.Context, o agentkey.Owner, p agentkey.P
 	return nil
 }
 
-// recordBudgets writes the ledger entry of kind for budget b, with the
+// recordBudget writes the ledger entry of kind for budget b, with the
 // account of its owner.
-func (s *Store) recordBudgets(ctx context.Context, tx pgx.Tx, op agentkey.Op,
+func (s *Store) recordBudget(ctx context.Context, tx pgx.Tx, op agentkey.Op,
 	kind agentkey.EntryKind, b agentkey.Budget, replaced bool,
 ) error {
 	var account string

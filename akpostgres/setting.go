@@ -36,3 +36,24 @@ func (s *Store) PutSetting(ctx context.Context, name, value string, ifAbsent boo
 	}
 	return tag.RowsAffected() == 1, nil
 }
+
+// Settings returns the named values whose names start with prefix.
+func (s *Store) Settings(ctx context.Context, prefix string) (map[string]string, error) {
+	rows, err := s.pool.Query(ctx, s.sql.settingsByPrefix, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("load settings %s*: %w", prefix, err)
+	}
+	defer rows.Close()
+	settings := map[string]string{}
+	for rows.Next() {
+		var name, value string
+		if err := rows.Scan(&name, &value); err != nil {
+			return nil, fmt.Errorf("load settings %s*: %w", prefix, err)
+		}
+		settings[name] = value
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load settings %s*: %w", prefix, err)
+	}
+	return settings, nil
+}

@@ -66,6 +66,7 @@ type statements struct {
 	closeHold, holdByID, selectHolds              string
 	expiredHolds, expiredHoldsOn, openHolds       string
 	settingByName, insertSetting, upsertSetting   string
+	settingsByPrefix                              string
 }
 
 // pathBudgets returns a statement that selects the budgets of the whole path
@@ -103,6 +104,17 @@ FROM (SELECT) AS one
 LEFT JOIN {{table "keys"}} AS k ON ` + keyCond + `
 LEFT JOIN {{table "idempotency"}} AS i
     ON i.key_id = ` + idemKeyID + ` AND i.kind = $3 AND i.idem_key = $2`
+}
+
+// ownerAccount returns an expression for the account of the budget owner
+// that kind and id name: the key's account for a key (empty if the key is gone),
+// the account itself for an account.
+func ownerAccount(kind, id string) string {
+	return `CASE ` + kind + `
+    WHEN 'key' THEN coalesce((SELECT k.account_id FROM {{table "keys"}} AS k
+        WHERE k.id = ` + id + `), '')
+    ELSE ` + id + `
+END`
 }
 
 // guarded returns a statement that runs update, which must change one row,
@@ -206,12 +218,7 @@ SELECT DISTINCT x FROM (
 		// The budget and the account of its owner: the key's account for a
 		// key budget, the account itself for an account budget.
 		{&q.lockBudget, "lockBudget", `
-SELECT ` + budgetColumns + `,
-    CASE b.owner_kind
-        WHEN 'key' THEN coalesce((SELECT k.account_id FROM {{table "keys"}} AS k
-            WHERE k.id = b.owner_id), '')
-        ELSE b.owner_id
-    END
+SELECT ` + budgetColumns + `, ` + ownerAccount("b.owner_kind", "b.owner_id") + `
 FROM {{table "budgets"}} AS b WHERE b.id = $1 FOR UPDATE OF b`},
 		// One statement per budget and per entry. One UPDATE ... FROM
 		// unnest(...) for all the budgets and one INSERT ... SELECT FROM
@@ -325,13 +332,8 @@ ORDER BY id FOR UPDATE`},
 		{&q.deleteBudget, "deleteBudget", `
 DELETE FROM {{table "budgets"}} WHERE owner_kind = $1 AND owner_id = $2 AND period = $3
 RETURNING ` + budgetColumns},
-		// The account of a budget's owner $1 $2: the key's account for a
-		// key, the account itself for an account.
 		{&q.ownerAccount, "ownerAccount", `
-SELECT CASE $1::text
-    WHEN 'key' THEN coalesce((SELECT account_id FROM {{table "keys"}} WHERE id = $2), '')
-    ELSE $2::text
-END`},
+SELECT ` + ownerAccount("$1::text", "$2::text")},
 		{&q.insertMeter, "insertMeter", `
 INSERT INTO {{table "budgets"}} (` + budgetColumns + `)
 SELECT $1::text, $2::text, $3::text, $4::bigint, $5::text, $6::text, $7::timestamptz,
@@ -371,6 +373,9 @@ ORDER BY expires_at, id LIMIT $2`},
 
 		{&q.settingByName, "settingByName", `
 SELECT value FROM {{table "settings"}} WHERE name = $1`},
+		// starts_with, not LIKE, for which a name's _ would be a wildcard.
+		{&q.settingsByPrefix, "settingsByPrefix", `
+SELECT name, value FROM {{table "settings"}} WHERE starts_with(name, $1)`},
 		{&q.insertSetting, "insertSetting", `
 INSERT INTO {{table "settings"}} (name, value) VALUES ($1, $2)
 ON CONFLICT (name) DO NOTHING`},

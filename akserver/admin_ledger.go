@@ -36,7 +36,7 @@ func (s *Server) ledger(w http.ResponseWriter, r *http.Request) error {
 		BudgetID: q.Get("budget_id")}
 	kinds, err := agentkey.ParseEntryKinds(q.Get("kind"))
 	if err != nil {
-		return invalid("kind: %s", strings.TrimPrefix(err.Error(), "invalid argument: "))
+		return invalid("kind: %v", err)
 	}
 	f.Kinds = kinds
 	if f.Since, err = parseTime("since", q.Get("since")); err != nil {

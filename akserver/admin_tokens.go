@@ -67,9 +67,6 @@ func (s *Server) listServiceTokens(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	if tokens == nil {
-		tokens = []ServiceToken{}
-	}
 	writeJSON(w, http.StatusOK, serviceTokenList{ServiceTokens: tokens})
 	return nil
 }

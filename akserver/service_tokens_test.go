@@ -64,7 +64,7 @@ func TestListServiceTokens(t *testing.T) {
 		names, _ = list()
 		require.Equal(t, []string{"billing", "test-service", "worker"}, names)
 
-		// Processes creating tokens at once each get a slot of their own.
+		// Tokens created at once are all listed.
 		var (
 			wg   sync.WaitGroup
 			mu   sync.Mutex

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -29,17 +28,11 @@ const (
 // can be revoked by name, and by hash, so that a presented token is found in
 // one read. A revoked token's settings are set to the empty string, since a
 // Store cannot delete a setting.
-//
-// A Store cannot list settings either, so the names of service tokens are
-// kept in numbered slots, one per name ever used, claimed in order with
-// PutSetting's ifAbsent: ServiceTokens reads slots until the first missing
-// one.
 const (
 	settingAdminToken     = "akserver.admin_token.sha256"
 	settingServiceName    = "akserver.service_token.name."    // + name -> hash
 	settingServiceHash    = "akserver.service_token.hash."    // + hash -> name
 	settingServiceCreated = "akserver.service_token.created." // + name -> RFC 3339 time
-	settingServiceSlot    = "akserver.service_token.slot."    // + n -> name
 	maxServiceTokenName   = 64
 )
 
@@ -86,9 +79,6 @@ func CreateServiceToken(ctx context.Context, store agentkey.Store, name string) 
 		return "", fmt.Errorf("create service token %s: %w", name, err)
 	}
 	fresh := err != nil // never used, as opposed to revoked
-	if err := indexServiceToken(ctx, store, name); err != nil {
-		return "", fmt.Errorf("create service token %s: %w", name, err)
-	}
 
 	token, hash := newToken(ServiceTokenPrefix)
 	if _, err := store.PutSetting(ctx, settingServiceHash+hash, name, true); err != nil {
@@ -114,30 +104,6 @@ func CreateServiceToken(ctx context.Context, store agentkey.Store, name string) 
 	return token, nil
 }
 
-// indexServiceToken records name in the first free slot, unless a slot
-// holds it already. Slots are claimed with ifAbsent, so that processes
-// creating tokens at once never share one.
-func indexServiceToken(ctx context.Context, store agentkey.Store, name string) error {
-	for n := 0; ; {
-		slot := settingServiceSlot + strconv.Itoa(n)
-		held, err := store.Setting(ctx, slot)
-		switch {
-		case err == nil && held == name:
-			return nil
-		case err == nil:
-			n++
-			continue
-		case !errors.Is(err, agentkey.ErrNotFound):
-			return err
-		}
-		// Claimed: done. Taken meanwhile: read the slot again, in case it
-		// was taken for this very name.
-		if claimed, err := store.PutSetting(ctx, slot, name, true); err != nil || claimed {
-			return err
-		}
-	}
-}
-
 // ServiceToken describes a live service token. Its token is shown once,
 // when it is made, and only its hash is kept; neither is ever listed.
 type ServiceToken struct {
@@ -146,36 +112,25 @@ type ServiceToken struct {
 	CreatedAt time.Time `json:"created_at,omitzero"`
 }
 
-// ServiceTokens lists the live service tokens by name.
+// ServiceTokens lists the live service tokens by name; none is an empty
+// slice, not nil.
 func ServiceTokens(ctx context.Context, store agentkey.Store) ([]ServiceToken, error) {
-	var tokens []ServiceToken
-	seen := map[string]bool{}
-	for n := 0; ; n++ {
-		name, err := store.Setting(ctx, settingServiceSlot+strconv.Itoa(n))
-		if errors.Is(err, agentkey.ErrNotFound) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list service tokens: %w", err)
-		}
-		if seen[name] {
-			continue
-		}
-		seen[name] = true
-
-		hash, err := store.Setting(ctx, settingServiceName+name)
-		if errors.Is(err, agentkey.ErrNotFound) || err == nil && hash == "" {
+	hashes, err := store.Settings(ctx, settingServiceName)
+	if err != nil {
+		return nil, fmt.Errorf("list service tokens: %w", err)
+	}
+	created, err := store.Settings(ctx, settingServiceCreated)
+	if err != nil {
+		return nil, fmt.Errorf("list service tokens: %w", err)
+	}
+	tokens := []ServiceToken{}
+	for setting, hash := range hashes {
+		if hash == "" {
 			continue // revoked
 		}
-		if err != nil {
-			return nil, fmt.Errorf("list service tokens: %w", err)
-		}
+		name := strings.TrimPrefix(setting, settingServiceName)
 		t := ServiceToken{Name: name}
-		created, err := store.Setting(ctx, settingServiceCreated+name)
-		if err != nil && !errors.Is(err, agentkey.ErrNotFound) {
-			return nil, fmt.Errorf("list service tokens: %w", err)
-		}
-		t.CreatedAt, _ = time.Parse(time.RFC3339Nano, created) // zero when unknown
+		t.CreatedAt, _ = time.Parse(time.RFC3339Nano, created[settingServiceCreated+name]) // zero when unknown
 		tokens = append(tokens, t)
 	}
 	slices.SortFunc(tokens, func(a, b ServiceToken) int { return strings.Compare(a.Name, b.Name) })

@@ -107,9 +107,10 @@ func (s *Store) Accounts(ctx context.Context, f agentkey.AccountFilter,
 }
 
 // SetParent moves an account under parentID, or makes it a root when
-// parentID is empty, records the move in the ledger, and returns it. The write transaction is the lock of
-// the whole tree: two moves run one after the other, and the second sees the
-// first, so that two moves can never build a cycle together.
+// parentID is empty, records the move in the ledger, and returns it. The
+// write transaction is the lock of the whole tree: two moves run one after
+// the other, and the second sees the first, so that two moves can never
+// build a cycle together.
 func (s *Store) SetParent(ctx context.Context, id, parentID string, maxDepth int, op agentkey.Op,
 ) (agentkey.Account, error) {
 	maxDepth = min(maxDepth, maxPathDepth)

@@ -100,18 +100,24 @@ func (s *Store) DeleteBudget(ctx context.Context, o agentkey.Owner, p agentkey.P
 	return nil
 }
 
+// ownerAccount returns an expression for the account of the budget owner
+// that kind and id name: the key's account for a key (empty if the key is gone),
+// the account itself for an account.
+func ownerAccount(kind, id string) string {
+	return `CASE ` + kind + ` WHEN 'key' THEN coalesce((SELECT k.account_id FROM {p}keys k
+		WHERE k.id = ` + id + `), '') ELSE ` + id + ` END`
+}
+
 // recordBudget writes the ledger entry of kind for budget b, with the
 // account of its owner.
 func (s *Store) recordBudget(ctx context.Context, tx *sql.Tx, op agentkey.Op,
 	kind agentkey.EntryKind, b agentkey.Budget, replaced bool,
 ) error {
-	account := b.OwnerID
-	if b.OwnerKind == agentkey.OwnerKey {
-		err := tx.QueryRowContext(ctx, s.q(`SELECT coalesce((SELECT account_id FROM {p}keys
-			WHERE id = ?), '')`), b.OwnerID).Scan(&account)
-		if err != nil {
-			return fmt.Errorf("load owner's account: %w", err)
-		}
+	var account string
+	err := tx.QueryRowContext(ctx, s.q(`SELECT `+ownerAccount("?1", "?2")),
+		string(b.OwnerKind), b.OwnerID).Scan(&account)
+	if err != nil {
+		return fmt.Errorf("load owner's account: %w", err)
 	}
 	entry := agentkey.BudgetEntry(op, kind, b, account, replaced)
 	return s.insertEntries(ctx, tx, []agentkey.Entry{entry})

@@ -181,8 +181,7 @@ func (s *Store) Adjust(ctx context.Context, req agentkey.AdjustRequest) (agentke
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var account sql.NullString
 		b, err := scanBudget(s.queryRow(ctx, tx, `SELECT `+budgetColumns+`,
-			CASE owner_kind WHEN 'key' THEN (SELECT account_id FROM {p}keys WHERE id = owner_id)
-				ELSE owner_id END
+			`+ownerAccount("owner_kind", "owner_id")+`
 			FROM {p}budgets WHERE id = ?`, req.BudgetID), &account)
 		if errors.Is(err, sql.ErrNoRows) {
 			return agentkey.ErrNotFound

@@ -52,3 +52,26 @@ func (s *Store) PutSetting(ctx context.Context, name, value string, ifAbsent boo
 	}
 	return stored, nil
 }
+
+// Settings returns the named values whose names start with prefix.
+func (s *Store) Settings(ctx context.Context, prefix string) (map[string]string, error) {
+	// substr, not LIKE, for which a name's _ would be a wildcard.
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT name, value FROM {p}settings
+		WHERE substr(name, 1, length(?1)) = ?1`), prefix)
+	if err != nil {
+		return nil, fmt.Errorf("settings %s*: %w", prefix, err)
+	}
+	defer rows.Close()
+	settings := map[string]string{}
+	for rows.Next() {
+		var name, value string
+		if err := rows.Scan(&name, &value); err != nil {
+			return nil, fmt.Errorf("settings %s*: %w", prefix, err)
+		}
+		settings[name] = value
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("settings %s*: %w", prefix, err)
+	}
+	return settings, nil
+}

@@ -183,6 +183,26 @@ func testChanges(t *testing.T, h Harness) {
 		require.Zero(t, d.OpenHolds)
 	})
 
+	t.Run("SettingsByPrefix", func(t *testing.T) {
+		t.Parallel()
+		e := start(t, h, agentkey.Config{})
+		for name, value := range map[string]string{
+			"app.token.a": "1", "app.token.b": "2", "app.tokenx": "3", "app_token.c": "4",
+		} {
+			_, err := e.store.PutSetting(e.ctx, name, value, false)
+			require.NoError(t, err)
+		}
+		got, err := e.store.Settings(e.ctx, "app.token.")
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"app.token.a": "1", "app.token.b": "2"}, got)
+		got, err = e.store.Settings(e.ctx, "app_")
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"app_token.c": "4"}, got, "_ is no wildcard")
+		got, err = e.store.Settings(e.ctx, "none.")
+		require.NoError(t, err)
+		require.Empty(t, got)
+	})
+
 	t.Run("OpenHoldsCounted", func(t *testing.T) {
 		t.Parallel()
 		e := start(t, h, agentkey.Config{})
